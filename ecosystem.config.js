@@ -1,0 +1,28 @@
+/**
+ * pm2: one worker per core in cluster mode (SPEC §2, §7). `npm start` runs it with pm2-runtime.
+ * The project is an ES module package; pm2 loads this file with require(), which Node ≥ 20.19
+ * allows for ES modules, and reads `apps` from its exports.
+ */
+const instances = process.env.INSTANCES && process.env.INSTANCES !== 'max' ? Number(process.env.INSTANCES) : 'max';
+const shutdownTimeoutMs = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10000);
+
+export const apps = [
+  {
+    name: 'ndjson-ingest',
+    script: 'dist/main.js',
+    exec_mode: 'cluster',
+    instances,
+    // The worker calls process.send('ready') after listen; pm2 waits for it on start and reload.
+    wait_ready: true,
+    listen_timeout: 15000,
+    // Longer than the drain (SHUTDOWN_TIMEOUT_MS + keep-alive grace), so pm2 never SIGKILLs a
+    // worker that is still answering.
+    kill_timeout: shutdownTimeoutMs + 5000,
+    max_memory_restart: '512M',
+    merge_logs: true,
+    time: false,
+    env: { NODE_ENV: 'production' },
+  },
+];
+
+export default { apps };

@@ -1,0 +1,127 @@
+/**
+ * Configuration from the environment (SPEC §2), validated once at start-up. A `.env` file in the
+ * working directory may add variables; the environment wins over it.
+ */
+import { availableParallelism } from 'node:os';
+import { resolve } from 'node:path';
+
+export interface IngestConfig {
+  port: number;
+  host: string;
+  csvDir: string;
+  csvPrefix: string;
+  csvColumns: string[];
+  csvEol: 'crlf' | 'lf';
+  csvFsync: boolean;
+  maxBodyBytes: number;
+  maxDecodedBytes: number;
+  maxLineBytes: number;
+  ingestTokens: string[];
+  bodyTimeoutMs: number;
+  requestTimeoutMs: number;
+  instances: number | 'max';
+  /** Pending rows of one request beyond this many bytes spill to a temporary file. */
+  spillThresholdBytes: number;
+  /** Requests handled at once by one worker before it answers 503. */
+  maxInFlight: number;
+  /** /health turns 503 when the CSV folder's file system has less free space than this. */
+  healthMinFreeBytes: number;
+  /** How long a stopping worker waits for the requests in flight. */
+  shutdownTimeoutMs: number;
+  /** Per-worker metrics collection timeout when /metrics gathers the whole pm2 cluster. */
+  metricsTimeoutMs: number;
+  logLevel: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(`invalid configuration: ${variable} ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function text(env: Env, name: string, fallback: string): string {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? fallback : v.trim();
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = text(env, name, String(fallback));
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const n = Number(raw);
+  if (n < min || n > max) {
+    throw new ConfigError(name, `must be between ${min} and ${max}, got ${raw}`);
+  }
+  return n;
+}
+
+function bool(env: Env, name: string, fallback: boolean): boolean {
+  const raw = text(env, name, String(fallback)).toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(raw)) return true;
+  if (['false', '0', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+function list(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+export function loadConfig(env: Env = process.env): IngestConfig {
+  const csvPrefix = text(env, 'CSV_PREFIX', 'nyc_taxi');
+  if (!/^[A-Za-z0-9._-]+$/.test(csvPrefix) || csvPrefix.startsWith('.')) {
+    throw new ConfigError('CSV_PREFIX', `must be a file name part of letters, digits, . _ -`);
+  }
+  const csvColumns = list(text(env, 'CSV_COLUMNS', 'vendorid,tpep_pickup_datetime,trip_distance,total_amount'));
+  if (csvColumns.length === 0) throw new ConfigError('CSV_COLUMNS', 'must name at least one field');
+  if (new Set(csvColumns).size !== csvColumns.length) {
+    throw new ConfigError('CSV_COLUMNS', 'must not name a field twice');
+  }
+  const eol = text(env, 'CSV_EOL', 'crlf').toLowerCase();
+  if (eol !== 'crlf' && eol !== 'lf') throw new ConfigError('CSV_EOL', `must be crlf or lf, got "${eol}"`);
+  const instancesRaw = text(env, 'INSTANCES', 'max');
+  let instances: number | 'max' = 'max';
+  if (instancesRaw !== 'max' && instancesRaw !== '0' && instancesRaw !== '-1') {
+    instances = integer(env, 'INSTANCES', 1, 1, 1024);
+  }
+  const host = text(env, 'HOST', '0.0.0.0');
+  const tokens = list(env.INGEST_TOKENS ?? '');
+  for (const t of tokens) {
+    if (!/^[\x21-\x7e]+$/.test(t)) {
+      throw new ConfigError('INGEST_TOKENS', 'tokens must be printable ASCII without spaces');
+    }
+  }
+  return {
+    port: integer(env, 'PORT', 8888, 0, 65535),
+    host,
+    csvDir: resolve(text(env, 'CSV_DIR', './csv')),
+    csvPrefix,
+    csvColumns,
+    csvEol: eol,
+    csvFsync: bool(env, 'CSV_FSYNC', false),
+    maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 104857600, 1, Number.MAX_SAFE_INTEGER),
+    maxDecodedBytes: integer(env, 'MAX_DECODED_BYTES', 1073741824, 1, Number.MAX_SAFE_INTEGER),
+    maxLineBytes: integer(env, 'MAX_LINE_BYTES', 1048576, 1, 1 << 30),
+    ingestTokens: tokens,
+    bodyTimeoutMs: integer(env, 'BODY_TIMEOUT_MS', 30000, 1, 2 ** 31 - 1),
+    requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 600000, 1, 2 ** 31 - 1),
+    instances,
+    spillThresholdBytes: integer(env, 'SPILL_THRESHOLD_BYTES', 1048576, 0, 1 << 30),
+    maxInFlight: integer(env, 'MAX_IN_FLIGHT', 256, 1, 1 << 20),
+    healthMinFreeBytes: integer(env, 'HEALTH_MIN_FREE_BYTES', 268435456, 0, Number.MAX_SAFE_INTEGER),
+    shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10000, 0, 2 ** 31 - 1),
+    metricsTimeoutMs: integer(env, 'METRICS_TIMEOUT_MS', 1000, 1, 60000),
+    logLevel: text(env, 'LOG_LEVEL', 'info'),
+  };
+}
+
+export function workerCount(config: IngestConfig): number {
+  return config.instances === 'max' ? availableParallelism() : config.instances;
+}

@@ -1,0 +1,272 @@
+/**
+ * Whole-request commits to the day's CSV file and its quarantine file (SPEC §6), safe across
+ * processes that each hold their own append descriptors on the same files.
+ *
+ * The commit protocol, under an exclusive lock on `${dir}/.${prefix}.lock`:
+ *  1. Repair: if the lock file holds a PENDING record (a committer died or failed half-way), truncate
+ *     each file it names back to the offset it recorded (only if the inode is still the same).
+ *  2. Open or reopen the day files (a new day, or the path's inode changed after a rotation).
+ *  3. Record PENDING with the current size and inode of both files, then append the rows.
+ *  4. On any write error or short write: truncate back, clear the record, fail (ENOSPC → 507).
+ *  5. Clear the record (CLEAN) and unlock.
+ *
+ * The lock is an OFD lock (fcntl F_OFD_SETLK, through fs-native-extensions): it belongs to the
+ * open file description, so the kernel drops it when a worker dies, even by SIGKILL, and two
+ * descriptors in one process exclude each other too. fs-native-extensions was chosen over fs-ext
+ * because it ships prebuilt binaries (no node-gyp at install), has a non-blocking `tryLock` for the
+ * uncontended case and a `waitForLock` that waits on the libuv thread pool, not the event loop.
+ * Within a process commits are also queued in JS, so only one waits on the lock at a time.
+ *
+ * The record is rewritten in place with pwrite: it lives in the page cache, which every process
+ * shares and which survives a process crash. With `fsync`, the record is synced before the rows
+ * are written, so a power loss cannot leave rows on disk without the record that undoes them.
+ */
+import {
+  closeSync,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  statSync,
+  constants,
+  fdatasync,
+  fdatasyncSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { tryLock, unlock, waitForLock } from 'fs-native-extensions';
+import { PendingBytes, writeFully } from './pending-bytes.js';
+
+export interface CommitterOptions {
+  dir: string;
+  prefix: string;
+  /** fdatasync the rows before a commit is acknowledged (group commit). */
+  fsync: boolean;
+  /** The clock: the day of a commit is the local date when it is committed. */
+  now?: () => Date;
+}
+
+export interface CommitResult {
+  /** Day file the rows went to (absolute path). */
+  csvPath: string;
+  csvBytes: number;
+  quarantineBytes: number;
+  /** Seconds spent waiting for the lock and writing (for csv_write_duration_seconds). */
+  writeSeconds: number;
+}
+
+/** An open append descriptor and the identity of the file it was opened on. */
+interface AppendFile {
+  path: string;
+  fd: number;
+  ino: number;
+  dev: number;
+}
+
+const RECORD_BYTES = 4096;
+const PIECE_BYTES = 1 << 20;
+const { O_WRONLY, O_APPEND, O_CREAT, O_RDWR } = constants;
+
+export function localDay(d: Date): string {
+  const m = d.getMonth() + 1;
+  const day = d.getDate();
+  return `${d.getFullYear()}-${m < 10 ? '0' : ''}${m}-${day < 10 ? '0' : ''}${day}`;
+}
+
+export class CsvCommitter {
+  private readonly lockFd: number;
+  private readonly now: () => Date;
+  private csv: AppendFile | null = null;
+  private quarantine: AppendFile | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly record = Buffer.alloc(RECORD_BYTES);
+  private readonly syncer: GroupSync;
+  private closed = false;
+
+  constructor(private readonly options: CommitterOptions) {
+    mkdirSync(options.dir, { recursive: true });
+    this.lockFd = openSync(join(options.dir, `.${options.prefix}.lock`), O_RDWR | O_CREAT, 0o644);
+    this.now = options.now ?? (() => new Date());
+    this.syncer = new GroupSync();
+  }
+
+  /** Path of the CSV file for a date. */
+  csvPath(day: Date): string {
+    return join(this.options.dir, `${this.options.prefix}-${localDay(day)}.csv`);
+  }
+
+  quarantinePath(day: Date): string {
+    return join(this.options.dir, `${this.options.prefix}-${localDay(day)}.quarantine.ndjson`);
+  }
+
+  /**
+   * Appends all rows and quarantine records of one request, or nothing. Resolves once they are
+   * in the file (and on disk with `fsync`).
+   */
+  commit(rows: PendingBytes, quarantine: PendingBytes): Promise<CommitResult> {
+    const run = this.queue.then(() => this.commitLocked(rows, quarantine));
+    this.queue = run.catch(() => undefined);
+    return run.then(async (result) => {
+      if (this.options.fsync && (result.csvBytes > 0 || result.quarantineBytes > 0)) {
+        await this.syncer.sync(this.csv!.fd, result.quarantineBytes > 0 ? this.quarantine!.fd : -1);
+      }
+      return result;
+    });
+  }
+
+  /** Waits for the commits queued so far, then closes the descriptors. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue;
+    for (const f of [this.csv, this.quarantine]) if (f !== null) closeSync(f.fd);
+    this.csv = this.quarantine = null;
+    closeSync(this.lockFd);
+  }
+
+  private async commitLocked(rows: PendingBytes, quarantine: PendingBytes): Promise<CommitResult> {
+    if (this.closed) throw new Error('committer is closed');
+    const started = process.hrtime.bigint();
+    if (!tryLock(this.lockFd)) await waitForLock(this.lockFd);
+    try {
+      this.repair();
+      const day = this.now();
+      const result: CommitResult = {
+        csvPath: '',
+        csvBytes: rows.length,
+        quarantineBytes: quarantine.length,
+        writeSeconds: 0,
+      };
+      const csv = (this.csv = this.reopenIfMoved(this.csv, this.csvPath(day)));
+      result.csvPath = csv.path;
+      if (rows.length === 0 && quarantine.length === 0) return result;
+      const q =
+        quarantine.length > 0
+          ? (this.quarantine = this.reopenIfMoved(this.quarantine, this.quarantinePath(day)))
+          : null;
+      const csvStart = fstatSync(csv.fd).size;
+      const qStart = q === null ? 0 : fstatSync(q.fd).size;
+      this.writeRecord(
+        `PENDING ${JSON.stringify([csv.path, csv.dev, csv.ino, csvStart, q?.path ?? '', q?.dev ?? 0, q?.ino ?? 0, qStart])}\n`,
+      );
+      try {
+        rows.forEachPiece(PIECE_BYTES, (piece) => writeFully(csv.fd, piece));
+        if (q !== null) quarantine.forEachPiece(PIECE_BYTES, (piece) => writeFully(q.fd, piece));
+      } catch (err) {
+        // Undo this commit ourselves; if even that fails, the record stays and the next
+        // committer repairs it.
+        ftruncateSync(csv.fd, csvStart);
+        if (q !== null) ftruncateSync(q.fd, qStart);
+        this.writeRecord('CLEAN\n');
+        throw err;
+      }
+      this.writeRecord('CLEAN\n');
+      result.writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+      return result;
+    } finally {
+      unlock(this.lockFd);
+    }
+  }
+
+  /** Writes the commit record at offset 0 of the lock file (padded, so it is always whole). */
+  private writeRecord(text: string): void {
+    const record = this.record;
+    record.fill(0x20);
+    const n = record.write(text, 0, 'utf8');
+    if (n >= RECORD_BYTES) throw new Error('commit record too long');
+    writeFully(this.lockFd, record, 0);
+    if (this.options.fsync && text.startsWith('PENDING')) fdatasyncSync(this.lockFd);
+  }
+
+  /** Undoes an unfinished commit found in the lock file. */
+  private repair(): void {
+    const record = this.record;
+    const n = readSync(this.lockFd, record, 0, RECORD_BYTES, 0);
+    if (n < 8 || record.toString('latin1', 0, 7) !== 'PENDING') return;
+    const end = record.indexOf(0x0a);
+    const [csvPath, csvDev, csvIno, csvStart, qPath, qDev, qIno, qStart] = JSON.parse(
+      record.toString('utf8', 8, end),
+    ) as [string, number, number, number, string, number, number, number];
+    truncateIfSame(csvPath, csvDev, csvIno, csvStart);
+    if (qPath !== '') truncateIfSame(qPath, qDev, qIno, qStart);
+    this.writeRecord('CLEAN\n');
+  }
+
+  /** Returns an append descriptor on `path`, reopening when the day changed or the file moved. */
+  private reopenIfMoved(current: AppendFile | null, path: string): AppendFile {
+    if (current !== null && current.path === path) {
+      try {
+        const st = statSync(path);
+        if (st.ino === current.ino && st.dev === current.dev) return current;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    if (current !== null) closeSync(current.fd);
+    const fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT, 0o644);
+    const st = fstatSync(fd);
+    return { path, fd, ino: st.ino, dev: st.dev };
+  }
+}
+
+function truncateIfSame(path: string, dev: number, ino: number, size: number): void {
+  let fd: number;
+  try {
+    fd = openSync(path, O_WRONLY);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // rotated away and deleted
+    throw err;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.dev === dev && st.ino === ino && st.size > size) ftruncateSync(fd, size);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Group commit: one fdatasync covers every commit that finished before it started. A caller that
+ * arrives while a sync runs waits for the next one, which starts when the current one ends.
+ */
+class GroupSync {
+  private running: Promise<void> | null = null;
+  private next: Promise<void> | null = null;
+  private readonly fds = new Set<number>();
+
+  sync(csvFd: number, quarantineFd: number): Promise<void> {
+    this.fds.add(csvFd);
+    if (quarantineFd >= 0) this.fds.add(quarantineFd);
+    if (this.running === null) return (this.running = this.start());
+    if (this.next === null) {
+      this.next = this.running.then(
+        () => {
+          this.next = null;
+          return (this.running = this.start());
+        },
+        () => {
+          this.next = null;
+          return (this.running = this.start());
+        },
+      );
+    }
+    return this.next;
+  }
+
+  private async start(): Promise<void> {
+    const fds = [...this.fds];
+    this.fds.clear();
+    try {
+      await Promise.all(
+        fds.map(
+          (fd) =>
+            new Promise<void>((resolve, reject) =>
+              fdatasync(fd, (err) => (err ? reject(err) : resolve())),
+            ),
+        ),
+      );
+    } finally {
+      if (this.next === null) this.running = null;
+    }
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The one catalogue of request-level failures: a stable code, its HTTP status and message.
+ * Everything that answers an error (ingest, framework errors, unknown routes) maps through here,
+ * and test/errors.test.ts checks that every code is documented in the README.
+ */
+export const ERRORS = {
+  bad_request: { status: 400, message: 'malformed request' },
+  corrupt_body: { status: 400, message: 'the compressed body could not be decoded' },
+  client_aborted: { status: 400, message: 'the client closed the connection before the body ended' },
+  unauthorized: { status: 401, message: 'a valid "Authorization: Bearer <token>" is required' },
+  not_found: { status: 404, message: 'no such route' },
+  method_not_allowed: { status: 405, message: 'method not allowed on this route' },
+  body_timeout: { status: 408, message: 'the request body was not received in time' },
+  request_timeout: { status: 408, message: 'the request took longer than REQUEST_TIMEOUT_MS' },
+  body_too_large: { status: 413, message: 'the request body is larger than MAX_BODY_BYTES' },
+  decoded_body_too_large: {
+    status: 413,
+    message: 'the decompressed body is larger than MAX_DECODED_BYTES',
+  },
+  unsupported_encoding: {
+    status: 415,
+    message: 'Content-Encoding must be identity, gzip, x-gzip, deflate, br or zstd',
+  },
+  header_too_large: { status: 431, message: 'request headers too large' },
+  overloaded: { status: 503, message: 'too many requests in flight, retry later' },
+  shutting_down: { status: 503, message: 'the worker is shutting down, retry' },
+  no_space: { status: 507, message: 'no space left on the CSV file system; nothing was written' },
+  internal: { status: 500, message: 'internal error; nothing was written' },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** A request-level failure: the request wrote nothing. */
+export class IngestError extends Error {
+  readonly status: number;
+  /** Seconds for Retry-After (429/503). */
+  readonly retryAfter: number | undefined;
+
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    options?: { cause?: unknown; retryAfter?: number },
+  ) {
+    super(message ?? ERRORS[code].message, { cause: options?.cause });
+    this.name = 'IngestError';
+    this.status = ERRORS[code].status;
+    this.retryAfter = options?.retryAfter;
+  }
+}
+
+/** The error answer body: `{"result":{"status":"error","error":{code,message},"request_id"}}`. */
+export function errorBody(code: string, message: string, requestId: string): string {
+  return JSON.stringify({
+    result: { status: 'error', error: { code, message }, request_id: requestId },
+  });
+}
+
+/** Maps any thrown value to a catalogue error; unknown ones become `internal`. */
+export function toIngestError(err: unknown): IngestError {
+  if (err instanceof IngestError) return err;
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new IngestError('no_space', undefined, { cause: err });
+  return new IngestError('internal', undefined, { cause: err });
+}

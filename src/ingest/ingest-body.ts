@@ -1,0 +1,199 @@
+/**
+ * Reads one request body as it arrives: counts and limits it, decodes it, feeds the transform and
+ * collects the rows and quarantine records of the request, ready for one commit. Nothing here
+ * writes to the CSV files; a request that fails here leaves no trace.
+ */
+import type { IncomingMessage } from 'node:http';
+import { isUtf8 } from 'node:buffer';
+import { NdjsonCsvTransform, type InvalidReason } from './core/ndjson-csv.js';
+import { PendingBytes } from '../csv/pending-bytes.js';
+import { createDecoder, type BodyDecoder } from './body-decoder.js';
+import { IngestError } from '../errors.js';
+
+export interface BodyLimits {
+  columns: readonly string[];
+  eol: 'crlf' | 'lf';
+  maxLineBytes: number;
+  maxBodyBytes: number;
+  maxDecodedBytes: number;
+  bodyTimeoutMs: number;
+  /** Time left for the whole request. */
+  requestDeadlineMs: number;
+  spillDir: string;
+  spillThresholdBytes: number;
+}
+
+export interface LineError {
+  line: number;
+  error: InvalidReason;
+  message: string;
+}
+
+export interface ReadBody {
+  receivedBytes: number;
+  decodedBytes: number;
+  valid: number;
+  invalid: number;
+  /** The first 10 invalid lines. */
+  errors: LineError[];
+  rows: PendingBytes;
+  quarantine: PendingBytes;
+  /** Seconds spent decoding and transforming. */
+  parseSeconds: number;
+}
+
+export const MAX_REPORTED_ERRORS = 10;
+
+const REASON_MESSAGES: Record<InvalidReason, string> = {
+  invalid_json: 'the line is not one valid JSON text (RFC 8259)',
+  invalid_utf8: 'the line is not valid UTF-8',
+  not_object: 'the line is valid JSON but not an object',
+  invalid_unicode: 'a kept string field holds a lone surrogate, which cannot be written as UTF-8',
+  line_too_long: 'the line is longer than MAX_LINE_BYTES',
+};
+
+/** One quarantine line: `{"request_id","line","error","raw"}` (`raw_base64` if not UTF-8). */
+export function quarantineRecord(
+  requestId: string,
+  line: number,
+  reason: InvalidReason,
+  raw: Buffer,
+  lineBytes: number,
+): string {
+  const head = `{"request_id":${JSON.stringify(requestId)},"line":${line},"error":"${reason}",`;
+  const cut = lineBytes > raw.length ? `,"truncated":true,"line_bytes":${lineBytes}` : '';
+  if (isUtf8(raw)) return `${head}"raw":${JSON.stringify(raw.toString('utf8'))}${cut}}\n`;
+  return `${head}"raw_base64":"${raw.toString('base64')}"${cut}}\n`;
+}
+
+export function readBody(
+  req: IncomingMessage,
+  encoding: string,
+  requestId: string,
+  limits: BodyLimits,
+): Promise<ReadBody> {
+  return new Promise<ReadBody>((resolve, reject) => {
+    const rows = new PendingBytes(limits.spillDir, limits.spillThresholdBytes);
+    const quarantine = new PendingBytes(limits.spillDir, limits.spillThresholdBytes);
+    const errors: LineError[] = [];
+    const transform = new NdjsonCsvTransform(
+      { columns: limits.columns, eol: limits.eol, maxLineBytes: limits.maxLineBytes },
+      (line, reason, raw, lineBytes) => {
+        if (errors.length < MAX_REPORTED_ERRORS) {
+          errors.push({ line, error: reason, message: REASON_MESSAGES[reason] });
+        }
+        quarantine.append(Buffer.from(quarantineRecord(requestId, line, reason, raw, lineBytes)));
+      },
+    );
+    let receivedBytes = 0;
+    let decodedBytes = 0;
+    let parseNs = 0n;
+    let done = false;
+    let decoder: BodyDecoder | null = null;
+
+    const fail = (err: unknown): void => {
+      if (done) return;
+      done = true;
+      cleanup();
+      decoder?.destroy();
+      rows.dispose();
+      quarantine.dispose();
+      // Stop reading; the caller answers and closes the connection.
+      req.pause();
+      reject(err);
+    };
+
+    const feed = (chunk: Buffer): void => {
+      if (done) return;
+      decodedBytes += chunk.length;
+      if (decodedBytes > limits.maxDecodedBytes) {
+        fail(new IngestError('decoded_body_too_large'));
+        return;
+      }
+      const t0 = process.hrtime.bigint();
+      try {
+        rows.append(transform.push(chunk));
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      parseNs += process.hrtime.bigint() - t0;
+    };
+
+    const finish = (): void => {
+      if (done) return;
+      try {
+        rows.append(transform.end());
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      done = true;
+      cleanup();
+      resolve({
+        receivedBytes,
+        decodedBytes,
+        valid: transform.valid,
+        invalid: transform.invalid,
+        errors,
+        rows,
+        quarantine,
+        parseSeconds: Number(parseNs) / 1e9,
+      });
+    };
+
+    if (encoding !== 'identity') {
+      decoder = createDecoder(encoding, {
+        onData: feed,
+        onEnd: finish,
+        onError: fail,
+        onDrain: () => {
+          if (!done) req.resume();
+        },
+      });
+    }
+
+    let idle = setTimeout(() => fail(new IngestError('body_timeout')), limits.bodyTimeoutMs);
+    const whole = setTimeout(
+      () => fail(new IngestError('request_timeout')),
+      Math.max(1, limits.requestDeadlineMs),
+    );
+
+    const onData = (chunk: Buffer): void => {
+      receivedBytes += chunk.length;
+      if (receivedBytes > limits.maxBodyBytes) {
+        fail(new IngestError('body_too_large'));
+        return;
+      }
+      idle.refresh();
+      if (decoder === null) {
+        feed(chunk);
+      } else if (!decoder.write(chunk)) {
+        req.pause();
+      }
+    };
+    const onEnd = (): void => {
+      if (decoder === null) finish();
+      else decoder.end();
+    };
+    const onError = (err: Error): void => {
+      fail(new IngestError('client_aborted', `the client went away: ${err.message}`, { cause: err }));
+    };
+    const onClose = (): void => {
+      if (!req.complete) fail(new IngestError('client_aborted'));
+    };
+    const cleanup = (): void => {
+      clearTimeout(idle);
+      clearTimeout(whole);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    idle = idle.unref();
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+}

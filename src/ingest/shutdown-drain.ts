@@ -1,0 +1,85 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+} from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
+import type { Server } from 'node:http';
+import type { IngestConfig } from '../config.js';
+import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
+import type { IngestMetrics } from '../metrics/ingest-metrics.js';
+
+/** How long idle keep-alive clients get to send their next request once draining starts. */
+const KEEP_ALIVE_GRACE_MS = 1000;
+
+/**
+ * Graceful drain (SPEC §7). On SIGINT/SIGTERM, before Nest closes Fastify:
+ *  1. readiness turns 503 and every answer carries `Connection: close`;
+ *  2. the listening socket closes (pm2's cluster master stops sending this worker connections),
+ *     but idle keep-alive connections are NOT reset — Node's `server.close()` would do that, so
+ *     it is held back — their next request is answered, with `Connection: close`;
+ *  3. the requests in flight finish (at most SHUTDOWN_TIMEOUT_MS);
+ *  4. after a short grace the remaining idle connections close and Nest goes on with the shutdown
+ *     (the CSV descriptors close last, in CsvSinkProvider).
+ */
+@Injectable()
+export class ShutdownDrain implements BeforeApplicationShutdown {
+  private readonly logger = new Logger('ShutdownDrain');
+  draining = false;
+  inFlight = 0;
+  private idleWaiters: (() => void)[] = [];
+
+  constructor(
+    @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
+    @Inject(INGEST_METRICS) private readonly metrics: IngestMetrics,
+    private readonly adapterHost: HttpAdapterHost,
+  ) {}
+
+  /** Counts a request in flight; call the returned function when it is answered. */
+  begin(): () => void {
+    this.inFlight++;
+    this.metrics.inFlight.inc();
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.inFlight--;
+      this.metrics.inFlight.dec();
+      if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+    };
+  }
+
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
+    this.logger.log(`draining (${signal ?? 'close'}): ${this.inFlight} requests in flight`);
+    if (server === undefined) return;
+    const closeIdle = server.closeIdleConnections.bind(server);
+    server.closeIdleConnections = () => undefined;
+    server.close();
+    const deadline = Date.now() + this.config.shutdownTimeoutMs;
+    if (this.inFlight > 0) {
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        sleep(this.config.shutdownTimeoutMs),
+      ]);
+    }
+    await sleep(Math.min(KEEP_ALIVE_GRACE_MS, Math.max(0, deadline - Date.now())));
+    // Requests that came on kept-alive connections during the grace finish too.
+    if (this.inFlight > 0) {
+      await Promise.race([
+        new Promise<void>((resolve) => this.idleWaiters.push(resolve)),
+        sleep(Math.max(0, deadline - Date.now())),
+      ]);
+    }
+    server.closeIdleConnections = closeIdle;
+    closeIdle();
+    this.logger.log(`drained: ${this.inFlight} requests still in flight`);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

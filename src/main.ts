@@ -1,0 +1,92 @@
+/**
+ * Starts one worker: `node dist/main.js` alone, or many under pm2 (`npm start`).
+ */
+import 'reflect-metadata';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { config as loadDotenv } from 'dotenv';
+import { ConsoleLogger } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { LogController } from 'fastify';
+import { AppModule } from './app.module.js';
+import { ConfigError, loadConfig, type IngestConfig } from './config.js';
+import { errorBody } from './errors.js';
+
+/** A client's X-Request-Id is kept when it is short and plain; otherwise a UUID is made. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestId(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * Errors Node's HTTP parser raises before Fastify sees a request (bad framing, headers too large,
+ * header timeout): answered in the same JSON shape, then the connection closes.
+ */
+function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  const [status, code, text] =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, 'header_too_large', 'Request Header Fields Too Large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [408, 'request_timeout', 'Request Timeout']
+        : [400, 'bad_request', 'Bad Request'];
+  if (!socket.writable) {
+    socket.destroy(err);
+    return;
+  }
+  const body = errorBody(code, `${text}: ${err.code ?? err.message}`, randomUUID());
+  socket.end(
+    `HTTP/1.1 ${status} ${text}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+export async function createApp(config: IngestConfig): Promise<NestFastifyApplication> {
+  const adapter = new FastifyAdapter({
+    logger: { level: config.logLevel },
+    genReqId: requestId,
+    // One line per request is logged by the ingest controller, with its stats, not two by Fastify.
+    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
+    // Drain instead (ShutdownDrain): requests on open connections are answered while closing.
+    return503OnClosing: false,
+    forceCloseConnections: false,
+    clientErrorHandler,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
+    bodyParser: false,
+    logger: new ConsoleLogger({ json: true, logLevels: ['fatal', 'error', 'warn', 'log'] }),
+  });
+  // No body parser at all: the ingest routes read the raw stream as it arrives, whatever its
+  // Content-Type (curl's form type, ab's text/plain, application/x-ndjson, none).
+  const fastify = app.getHttpAdapter().getInstance();
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
+  app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
+  return app;
+}
+
+async function main(): Promise<void> {
+  loadDotenv({ quiet: true });
+  let config: IngestConfig;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const app = await createApp(config);
+  await app.listen(config.port, config.host);
+  // pm2 `wait_ready`: this worker takes traffic only now.
+  process.send?.('ready');
+}
+
+void main().catch((err: unknown) => {
+  process.stderr.write(`start-up failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
