@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'coverage/**', 'node_modules/**', '/csv/**', 'bench/results/**'] },
+  { ignores: ['.tmp/**', 'dist/**', 'coverage/**', 'node_modules/**', '/csv/**', 'bench/results/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

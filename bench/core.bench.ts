@@ -45,7 +45,7 @@ function runBaseline(): void {
 function round(fn: () => void): number {
   const start = process.hrtime.bigint();
   let n = 0;
-  let elapsed = 0;
+  let elapsed: number;
   do {
     fn();
     n++;

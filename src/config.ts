@@ -79,13 +79,16 @@ export function loadConfig(env: Env = process.env): IngestConfig {
   if (!/^[A-Za-z0-9._-]+$/.test(csvPrefix) || csvPrefix.startsWith('.')) {
     throw new ConfigError('CSV_PREFIX', `must be a file name part of letters, digits, . _ -`);
   }
-  const csvColumns = list(text(env, 'CSV_COLUMNS', 'vendorid,tpep_pickup_datetime,trip_distance,total_amount'));
+  const csvColumns = list(
+    text(env, 'CSV_COLUMNS', 'vendorid,tpep_pickup_datetime,trip_distance,total_amount'),
+  );
   if (csvColumns.length === 0) throw new ConfigError('CSV_COLUMNS', 'must name at least one field');
   if (new Set(csvColumns).size !== csvColumns.length) {
     throw new ConfigError('CSV_COLUMNS', 'must not name a field twice');
   }
   const eol = text(env, 'CSV_EOL', 'crlf').toLowerCase();
-  if (eol !== 'crlf' && eol !== 'lf') throw new ConfigError('CSV_EOL', `must be crlf or lf, got "${eol}"`);
+  if (eol !== 'crlf' && eol !== 'lf')
+    throw new ConfigError('CSV_EOL', `must be crlf or lf, got "${eol}"`);
   const instancesRaw = text(env, 'INSTANCES', 'max');
   let instances: number | 'max' = 'max';
   if (instancesRaw !== 'max' && instancesRaw !== '0' && instancesRaw !== '-1') {
@@ -115,7 +118,13 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     instances,
     spillThresholdBytes: integer(env, 'SPILL_THRESHOLD_BYTES', 1048576, 0, 1 << 30),
     maxInFlight: integer(env, 'MAX_IN_FLIGHT', 256, 1, 1 << 20),
-    healthMinFreeBytes: integer(env, 'HEALTH_MIN_FREE_BYTES', 268435456, 0, Number.MAX_SAFE_INTEGER),
+    healthMinFreeBytes: integer(
+      env,
+      'HEALTH_MIN_FREE_BYTES',
+      268435456,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    ),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10000, 0, 2 ** 31 - 1),
     metricsTimeoutMs: integer(env, 'METRICS_TIMEOUT_MS', 1000, 1, 60000),
     logLevel: text(env, 'LOG_LEVEL', 'info'),

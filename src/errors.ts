@@ -6,7 +6,10 @@
 export const ERRORS = {
   bad_request: { status: 400, message: 'malformed request' },
   corrupt_body: { status: 400, message: 'the compressed body could not be decoded' },
-  client_aborted: { status: 400, message: 'the client closed the connection before the body ended' },
+  client_aborted: {
+    status: 400,
+    message: 'the client closed the connection before the body ended',
+  },
   unauthorized: { status: 401, message: 'a valid "Authorization: Bearer <token>" is required' },
   not_found: { status: 404, message: 'no such route' },
   method_not_allowed: { status: 405, message: 'method not allowed on this route' },
@@ -23,7 +26,6 @@ export const ERRORS = {
   },
   header_too_large: { status: 431, message: 'request headers too large' },
   overloaded: { status: 503, message: 'too many requests in flight, retry later' },
-  shutting_down: { status: 503, message: 'the worker is shutting down, retry' },
   no_space: { status: 507, message: 'no space left on the CSV file system; nothing was written' },
   internal: { status: 500, message: 'internal error; nothing was written' },
 } as const;
@@ -59,6 +61,7 @@ export function errorBody(code: string, message: string, requestId: string): str
 export function toIngestError(err: unknown): IngestError {
   if (err instanceof IngestError) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new IngestError('no_space', undefined, { cause: err });
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new IngestError('no_space', undefined, { cause: err });
   return new IngestError('internal', undefined, { cause: err });
 }

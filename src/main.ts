@@ -49,7 +49,10 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
     logger: { level: config.logLevel },
     genReqId: requestId,
     // One line per request is logged by the ingest controller, with its stats, not two by Fastify.
-    logController: new LogController({ requestIdLogLabel: 'request_id', disableRequestLogging: true }),
+    logController: new LogController({
+      requestIdLogLabel: 'request_id',
+      disableRequestLogging: true,
+    }),
     // Drain instead (ShutdownDrain): requests on open connections are answered while closing.
     return503OnClosing: false,
     forceCloseConnections: false,

@@ -176,9 +176,13 @@ class ZstdDecoder implements BodyDecoder {
       if (this.failed) return false;
       this.failed = true;
       this.events.onError(
-        new IngestError('corrupt_body', `the zstd body could not be decoded: ${(err as Error).message}`, {
-          cause: err,
-        }),
+        new IngestError(
+          'corrupt_body',
+          `the zstd body could not be decoded: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        ),
       );
       return false;
     }

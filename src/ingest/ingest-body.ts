@@ -177,7 +177,9 @@ export function readBody(
       else decoder.end();
     };
     const onError = (err: Error): void => {
-      fail(new IngestError('client_aborted', `the client went away: ${err.message}`, { cause: err }));
+      fail(
+        new IngestError('client_aborted', `the client went away: ${err.message}`, { cause: err }),
+      );
     };
     const onClose = (): void => {
       if (!req.complete) fail(new IngestError('client_aborted'));

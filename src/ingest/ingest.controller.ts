@@ -40,7 +40,7 @@ export class IngestController {
     } catch (err) {
       const failure = err instanceof IngestError ? err : toIngestError(err);
       status = failure.status;
-      if (status >= 500 && failure.code !== 'overloaded' && failure.code !== 'shutting_down') {
+      if (status >= 500 && failure.code !== 'overloaded') {
         request.log.error({ err: failure.cause ?? failure }, 'ingest failed');
       }
       sendError(reply, failure, !bodyRead && !request.raw.complete);

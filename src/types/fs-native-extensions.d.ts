@@ -3,7 +3,12 @@ declare module 'fs-native-extensions' {
   interface LockOptions {
     shared?: boolean;
   }
-  export function tryLock(fd: number, offset?: number, length?: number, opts?: LockOptions): boolean;
+  export function tryLock(
+    fd: number,
+    offset?: number,
+    length?: number,
+    opts?: LockOptions,
+  ): boolean;
   export function waitForLock(
     fd: number,
     offset?: number,

@@ -75,7 +75,10 @@ describe('pm2 cluster, 2 workers', () => {
             agent,
             headers: gzip ? { 'content-encoding': 'gzip' } : {},
             // Every third request in pieces, so bodies arrive over time and commits overlap.
-            chunks: r % 3 === 0 ? [body.subarray(0, body.length >> 1), body.subarray(body.length >> 1)] : undefined,
+            chunks:
+              r % 3 === 0
+                ? [body.subarray(0, body.length >> 1), body.subarray(body.length >> 1)]
+                : undefined,
           });
         } catch (err) {
           return err as Error;
@@ -93,7 +96,13 @@ describe('pm2 cluster, 2 workers', () => {
     });
     // On a healthy cluster every request is acknowledged.
     const failures = answers
-      .map((a, r) => (a instanceof Error ? `${r}: ${a.message}` : a.status !== 200 ? `${r}: ${a.status} ${a.text}` : ''))
+      .map((a, r) =>
+        a instanceof Error
+          ? `${r}: ${a.message}`
+          : a.status !== 200
+            ? `${r}: ${a.status} ${a.text}`
+            : '',
+      )
       .filter((x) => x !== '');
     expect(failures.slice(0, 5)).toEqual([]);
     expect(acked.size).toBe(REQUESTS);

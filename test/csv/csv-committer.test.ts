@@ -168,7 +168,9 @@ describe('crash and disk-full safety', () => {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { stdio: 'pipe' });
     } catch (err) {
       // Needs root (CI runs as root); say so instead of passing silently.
-      throw new Error(`cannot mount a tmpfs for the disk-full test: ${(err as Error).message}`);
+      throw new Error(`cannot mount a tmpfs for the disk-full test: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     mounts.push(dir);
     const c = new CsvCommitter({ dir, prefix: 't', fsync: false });

@@ -28,11 +28,7 @@
 import { isUtf8 } from 'node:buffer';
 
 export type InvalidReason =
-  | 'invalid_json'
-  | 'invalid_utf8'
-  | 'not_object'
-  | 'invalid_unicode'
-  | 'line_too_long';
+  'invalid_json' | 'invalid_utf8' | 'not_object' | 'invalid_unicode' | 'line_too_long';
 
 export interface TransformOptions {
   /** Top-level fields kept, in column order. */
@@ -383,7 +379,13 @@ export class NdjsonCsvTransform {
       if (cut - pos > maxLine) {
         this.reportInvalid(buf, pos, pos + maxLine, 'line_too_long', cut - pos);
       } else {
-        this.reportInvalid(buf, pos, cut, r === NOT_OBJECT ? 'not_object' : 'invalid_json', cut - pos);
+        this.reportInvalid(
+          buf,
+          pos,
+          cut,
+          r === NOT_OBJECT ? 'not_object' : 'invalid_json',
+          cut - pos,
+        );
       }
       pos = lineEnd + 1;
     }
