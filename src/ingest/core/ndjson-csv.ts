@@ -315,9 +315,13 @@ export class NdjsonCsvTransform {
     // Length as split: without LF and without a CR right before it.
     let lineBytes = total - 1;
     if (lineBytes > 0 && this.carryPrevByte === CR) lineBytes--;
-    if (overflow) {
+    if (overflow || lineBytes > this.maxLineBytes) {
+      // Length first, then blankness, then UTF-8: the same order as for a line inside a chunk.
       this.lines++;
-      if (!blank) this.reportInvalid(carried, 0, this.maxLineBytes, 'line_too_long', lineBytes);
+      const isBlankLine = overflow ? blank : isBlank(carried, 0, kept - 1);
+      if (!isBlankLine) {
+        this.reportInvalid(carried, 0, this.maxLineBytes, 'line_too_long', lineBytes);
+      }
       return;
     }
     if (!isUtf8(carried.subarray(0, kept - 1))) {
@@ -342,7 +346,9 @@ export class NdjsonCsvTransform {
         lineEnd = buf.indexOf(LF, pos);
         const cut = lineEnd > pos && buf[lineEnd - 1] === CR ? lineEnd - 1 : lineEnd;
         if (cut - pos > maxLine) {
-          this.reportInvalid(buf, pos, pos + maxLine, 'line_too_long', cut - pos);
+          if (!isBlank(buf, pos, cut)) {
+            this.reportInvalid(buf, pos, pos + maxLine, 'line_too_long', cut - pos);
+          }
           pos = lineEnd + 1;
           continue;
         }
