@@ -74,7 +74,8 @@ export function localDay(d: Date): string {
 }
 
 export class CsvCommitter {
-  private readonly lockFd: number;
+  /** Opened at the first commit, so an idle worker holds no descriptor open for writing. */
+  private lockFd = -1;
   private readonly now: () => Date;
   private csv: AppendFile | null = null;
   private quarantine: AppendFile | null = null;
@@ -85,7 +86,6 @@ export class CsvCommitter {
 
   constructor(private readonly options: CommitterOptions) {
     mkdirSync(options.dir, { recursive: true });
-    this.lockFd = openSync(join(options.dir, `.${options.prefix}.lock`), O_RDWR | O_CREAT, 0o644);
     this.now = options.now ?? (() => new Date());
     this.syncer = new GroupSync();
   }
@@ -121,12 +121,17 @@ export class CsvCommitter {
     await this.queue;
     for (const f of [this.csv, this.quarantine]) if (f !== null) closeSync(f.fd);
     this.csv = this.quarantine = null;
-    closeSync(this.lockFd);
+    if (this.lockFd >= 0) closeSync(this.lockFd);
+    this.lockFd = -1;
   }
 
   private async commitLocked(rows: PendingBytes, quarantine: PendingBytes): Promise<CommitResult> {
     if (this.closed) throw new Error('committer is closed');
     const started = process.hrtime.bigint();
+    if (this.lockFd < 0) {
+      const path = join(this.options.dir, `.${this.options.prefix}.lock`);
+      this.lockFd = openSync(path, O_RDWR | O_CREAT, 0o644);
+    }
     if (!tryLock(this.lockFd)) await waitForLock(this.lockFd);
     try {
       this.repair();

@@ -5,7 +5,6 @@ import { sendError } from '../http-answers.js';
 import { INGEST_METRICS } from '../tokens.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { IngestService, type IngestOutcome } from './ingest.service.js';
-import { ShutdownDrain } from './shutdown-drain.js';
 
 /**
  * `POST /` and `POST /ingest`: the raw request stream goes to IngestService (no body parser runs
@@ -16,7 +15,6 @@ import { ShutdownDrain } from './shutdown-drain.js';
 export class IngestController {
   constructor(
     private readonly ingest: IngestService,
-    private readonly drain: ShutdownDrain,
     @Inject(INGEST_METRICS) private readonly metrics: IngestMetrics,
   ) {}
 
@@ -28,7 +26,6 @@ export class IngestController {
     let outcome: IngestOutcome | undefined;
     let bodyRead = false;
     try {
-      if (this.drain.draining) reply.header('connection', 'close');
       const encoding = this.ingest.admit(request.headers);
       outcome = await this.ingest.ingest(request.raw, encoding, requestId, startedAt);
       bodyRead = true;

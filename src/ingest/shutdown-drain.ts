@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { IngestConfig } from '../config.js';
 import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
@@ -51,6 +51,10 @@ export class ShutdownDrain implements BeforeApplicationShutdown {
     const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
     this.logger.log(`draining (${signal ?? 'close'}): ${this.inFlight} requests in flight`);
     if (server === undefined) return;
+    // Before Fastify's handler: every answer from now on closes its connection.
+    server.prependListener('request', (_req, res: ServerResponse) =>
+      res.setHeader('connection', 'close'),
+    );
     const closeIdle = server.closeIdleConnections.bind(server);
     server.closeIdleConnections = () => undefined;
     server.close();

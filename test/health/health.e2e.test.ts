@@ -1,0 +1,99 @@
+/**
+ * Readiness and liveness (SPEC §3) on a CSV folder that is a real tmpfs, remounted read-only and
+ * back while the server runs. Needs root for mount (CI runs as root).
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import { send, startServer, tempDir, type RunningServer } from '../support/server.js';
+
+describe('/health on a tmpfs CSV folder', () => {
+  const dir = join(tempDir(), 'csv');
+  let s: RunningServer;
+
+  beforeAll(async () => {
+    mkdirSync(dir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]);
+    s = await startServer({ CSV_DIR: dir, HEALTH_MIN_FREE_BYTES: String(2 << 20) });
+  });
+  afterAll(async () => {
+    await s?.stop();
+    execFileSync('umount', [dir]);
+  });
+
+  const health = async () => send(`${s.url}/health`, null, { method: 'GET' });
+
+  it('is ready on a writable folder with free space', async () => {
+    const a = await health();
+    expect(a.status).toBe(200);
+    expect(a.json.status).toBe('ok');
+    expect(Object.keys(a.json.details).sort()).toEqual(['csv_dir', 'disk', 'shutdown']);
+  });
+
+  // Runs before any commit: a tmpfs with files open for writing cannot be remounted read-only
+  // (EBUSY), and the service opens its CSV descriptors at the first commit.
+  it('turns 503 naming csv_dir when the folder is remounted read-only, then 200 again', async () => {
+    execFileSync('mount', ['-o', 'remount,ro', dir]);
+    try {
+      const down = await health();
+      expect(down.status).toBe(503);
+      expect(down.json.error.csv_dir.status).toBe('down');
+      expect(down.json.error.csv_dir.message).toMatch(/read-only/i);
+      // Liveness checks nothing external.
+      expect((await send(`${s.url}/health/live`, null, { method: 'GET' })).status).toBe(200);
+      // Ingest goes on until a commit actually fails: this one must, with nothing written.
+      const a = await send(`${s.url}/ingest`, Buffer.from('{"vendorid":1}\n'));
+      expect(a.status).toBeGreaterThanOrEqual(500);
+      expect(a.json.result.status).toBe('error');
+    } finally {
+      execFileSync('mount', ['-o', 'remount,rw', dir]);
+    }
+    const up = await health();
+    expect(up.status).toBe(200);
+    const a = await send(`${s.url}/ingest`, Buffer.from('{"vendorid":1}\n'));
+    expect(a.status).toBe(200);
+  });
+
+  it('turns 503 naming disk when free space falls below HEALTH_MIN_FREE_BYTES', async () => {
+    execFileSync('dd', ['if=/dev/zero', `of=${join(dir, 'filler')}`, 'bs=1M', 'count=7'], {
+      stdio: 'ignore',
+    });
+    try {
+      const down = await health();
+      expect(down.status).toBe(503);
+      expect(down.json.error.disk.status).toBe('down');
+      expect(down.json.details.csv_dir.status).toBe('up');
+    } finally {
+      execFileSync('rm', [join(dir, 'filler')]);
+    }
+    expect((await health()).status).toBe(200);
+  });
+
+  it('turns 503 naming shutdown as soon as draining starts, and still answers', async () => {
+    // The listening socket closes when draining starts, so readiness is asked on a keep-alive
+    // connection opened before, while a slow body keeps the drain open.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    expect((await send(`${s.url}/health`, null, { method: 'GET', agent })).status).toBe(200);
+    const req = request(`${s.url}/ingest`, {
+      method: 'POST',
+      headers: { 'content-length': 1000 },
+    });
+    req.on('error', () => undefined);
+    const answered = new Promise<number>((resolve) =>
+      req.on('response', (r) => resolve(r.statusCode ?? 0)),
+    );
+    req.write('{"vendorid":"slow"}\n');
+    await new Promise((r) => setTimeout(r, 200));
+    s.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    const down = await send(`${s.url}/health`, null, { method: 'GET', agent });
+    expect(down.status).toBe(503);
+    expect(down.json.error.shutdown.status).toBe('down');
+    expect(down.headers.connection).toBe('close');
+    req.end(' '.repeat(1000 - 20));
+    expect(await answered).toBe(200);
+    agent.destroy();
+  });
+});
