@@ -3,7 +3,8 @@
  * The project is an ES module package; pm2 loads this file with require(), which Node ≥ 20.19
  * allows for ES modules, and reads `apps` from its exports.
  */
-const instances = process.env.INSTANCES && process.env.INSTANCES !== 'max' ? Number(process.env.INSTANCES) : 'max';
+const instances =
+  process.env.INSTANCES && process.env.INSTANCES !== 'max' ? Number(process.env.INSTANCES) : 'max';
 const shutdownTimeoutMs = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10000);
 
 export const apps = [

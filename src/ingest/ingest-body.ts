@@ -96,6 +96,7 @@ export function readBody(
       done = true;
       cleanup();
       decoder?.destroy();
+      transform.release();
       rows.dispose();
       quarantine.dispose();
       // Stop reading; the caller answers and closes the connection.

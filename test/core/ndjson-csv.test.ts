@@ -35,7 +35,7 @@ describe('construction', () => {
       'at least one column is required',
     );
     expect(() => new NdjsonCsvTransform({ columns: ['a'], eol: 'lf', maxLineBytes: 0 })).toThrow(
-      'maxLineBytes must be positive',
+      'maxLineBytes must be between 1 and 2^30',
     );
   });
 

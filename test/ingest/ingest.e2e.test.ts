@@ -286,9 +286,10 @@ describe('ingest over HTTP (single process)', () => {
     const n = 40;
     const bodies = Array.from({ length: n }, (_, r) =>
       Buffer.from(
-        Array.from({ length: 50 + r * 7 }, (_, i) => `{"vendorid":"r${r}","trip_distance":${i}}`).join(
-          '\n',
-        ),
+        Array.from(
+          { length: 50 + r * 7 },
+          (_, i) => `{"vendorid":"r${r}","trip_distance":${i}}`,
+        ).join('\n'),
       ),
     );
     const answers = await Promise.all(
@@ -394,12 +395,14 @@ describe('configuration', () => {
     const s = await startServer({ CSV_FSYNC: 'true' });
     try {
       const answers = await Promise.all(
-        Array.from({ length: 20 }, (_, i) =>
-          send(`${s.url}/`, Buffer.from(`{"vendorid":${i}}\n`)),
-        ),
+        Array.from({ length: 20 }, (_, i) => send(`${s.url}/`, Buffer.from(`{"vendorid":${i}}\n`))),
       );
       for (const a of answers) expect(a.status).toBe(200);
-      expect(csvText(s).split('\r\n').filter((l) => l !== '')).toHaveLength(20);
+      expect(
+        csvText(s)
+          .split('\r\n')
+          .filter((l) => l !== ''),
+      ).toHaveLength(20);
     } finally {
       await s.stop();
     }

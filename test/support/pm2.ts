@@ -73,7 +73,11 @@ export async function startCluster(
       const ws = await cluster.workers();
       return ws.length === instances && ws.every((w) => w.status === 'online');
     }, 30000);
-    await waitFor(async () => (await send(`${cluster.url}/health/live`, null, { method: 'GET' })).status === 200, 10000);
+    await waitFor(
+      async () =>
+        (await send(`${cluster.url}/health/live`, null, { method: 'GET' })).status === 200,
+      10000,
+    );
   } catch (err) {
     await cluster.kill().catch(() => undefined);
     throw err;
