@@ -30,6 +30,8 @@ export interface IngestConfig {
   shutdownTimeoutMs: number;
   /** Per-worker metrics collection timeout when /metrics gathers the whole pm2 cluster. */
   metricsTimeoutMs: number;
+  /** false: the ingest path records no metrics (to measure their cost). */
+  metricsEnabled: boolean;
   logLevel: string;
 }
 
@@ -127,6 +129,7 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     ),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10000, 0, 2 ** 31 - 1),
     metricsTimeoutMs: integer(env, 'METRICS_TIMEOUT_MS', 1000, 1, 60000),
+    metricsEnabled: bool(env, 'METRICS_ENABLED', true),
     logLevel: text(env, 'LOG_LEVEL', 'info'),
   };
 }

@@ -43,8 +43,10 @@ export class IngestController {
       sendError(reply, failure, !bodyRead && !request.raw.complete);
     }
     const seconds = (performance.now() - startedAt) / 1000;
-    this.metrics.countRequest(status);
-    this.metrics.requestDuration.observe(seconds);
+    if (this.metrics.enabled) {
+      this.metrics.countRequest(status);
+      this.metrics.requestDuration.observe(seconds);
+    }
     // One log line per request (SPEC: no logging per row).
     request.log.info(
       {

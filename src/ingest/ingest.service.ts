@@ -77,21 +77,23 @@ export class IngestService {
         spillDir: config.csvDir,
         spillThresholdBytes: config.spillThresholdBytes,
       });
-      metrics.receivedBytes.inc(body.receivedBytes);
-      metrics.decodedBytes.inc(body.decodedBytes);
-      metrics.parseDuration.observe(body.parseSeconds);
       try {
         const written = await this.sink.commit(body.rows, body.quarantine);
-        metrics.writeDuration.observe(written.writeSeconds);
-        metrics.writtenBytes.inc(written.csvBytes);
+        if (metrics.enabled) {
+          metrics.receivedBytes.inc(body.receivedBytes);
+          metrics.decodedBytes.inc(body.decodedBytes);
+          metrics.parseDuration.observe(body.parseSeconds);
+          metrics.writeDuration.observe(written.writeSeconds);
+          metrics.writtenBytes.inc(written.csvBytes);
+          if (body.valid > 0) metrics.recordsValid.inc(body.valid);
+          if (body.invalid > 0) metrics.recordsInvalid.inc(body.invalid);
+        }
       } catch (err) {
         throw toIngestError(err);
       } finally {
         body.rows.dispose();
         body.quarantine.dispose();
       }
-      if (body.valid > 0) metrics.recordsValid.inc(body.valid);
-      if (body.invalid > 0) metrics.recordsInvalid.inc(body.invalid);
       return {
         receivedBytes: body.receivedBytes,
         valid: body.valid,

@@ -34,13 +34,13 @@ export class ShutdownDrain implements BeforeApplicationShutdown {
   /** Counts a request in flight; call the returned function when it is answered. */
   begin(): () => void {
     this.inFlight++;
-    this.metrics.inFlight.inc();
+    if (this.metrics.enabled) this.metrics.inFlight.inc();
     let ended = false;
     return () => {
       if (ended) return;
       ended = true;
       this.inFlight--;
-      this.metrics.inFlight.dec();
+      if (this.metrics.enabled) this.metrics.inFlight.dec();
       if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
   }

@@ -35,7 +35,14 @@ export class IngestMetrics {
   readonly inFlight: Gauge;
   private readonly statusChildren = new Map<number, { inc(): void }>();
 
-  constructor(csvDir: string) {
+  /**
+   * @param enabled false only to measure what metrics cost (METRICS_ENABLED=false): the ingest
+   * path then records nothing and /metrics serves the process metrics alone.
+   */
+  constructor(
+    csvDir: string,
+    readonly enabled = true,
+  ) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ worker: workerId() });
     collectDefaultMetrics({ register: this.registry });

@@ -13,7 +13,10 @@ export class MetricsModule {
       module: MetricsModule,
       controllers: [MetricsController],
       providers: [
-        { provide: INGEST_METRICS, useFactory: () => new IngestMetrics(config.csvDir) },
+        {
+          provide: INGEST_METRICS,
+          useFactory: () => new IngestMetrics(config.csvDir, config.metricsEnabled),
+        },
         MetricsService,
       ],
       exports: [INGEST_METRICS, MetricsService],
