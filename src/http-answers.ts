@@ -33,14 +33,18 @@ export function lingerClose(res: ServerResponse): void {
  * connection closes after the answer (lingering, see `lingerClose`).
  */
 export function sendError(reply: FastifyReply, err: IngestError, bodyUnread: boolean): void {
-  reply.code(err.status).header('content-type', 'application/json; charset=utf-8');
+  const requestId = String(reply.request.id);
+  reply
+    .code(err.status)
+    .header('content-type', 'application/json; charset=utf-8')
+    .header('x-request-id', requestId);
   if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
   if (bodyUnread) {
     reply.header('connection', 'close');
     lingerClose(reply.raw);
     reply.request.raw.resume();
   }
-  reply.send(errorBody(err.code, err.message, String(reply.request.id)));
+  reply.send(errorBody(err.code, err.message, requestId));
 }
 
 /** Maps an HTTP status from the framework (Fastify/Nest) to a catalogue code. */

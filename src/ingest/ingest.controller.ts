@@ -33,6 +33,7 @@ export class IngestController {
       reply
         .code(200)
         .header('content-type', 'application/json; charset=utf-8')
+        .header('x-request-id', requestId)
         .send(successBody(outcome, requestId));
     } catch (err) {
       const failure = err instanceof IngestError ? err : toIngestError(err);

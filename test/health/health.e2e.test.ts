@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { send, startServer, tempDir, type RunningServer } from '../support/server.js';
@@ -65,6 +65,15 @@ describe('/health on a tmpfs CSV folder', () => {
       expect(down.status).toBe(503);
       expect(down.json.error.disk.status).toBe('down');
       expect(down.json.details.csv_dir.status).toBe('up');
+      // Ingest goes on until a commit fails: 2 MB of rows do not fit, 507, nothing written.
+      const csv = join(dir, readdirSync(dir).find((f) => f.endsWith('.csv')) ?? 'none.csv');
+      const sizeBefore = existsSync(csv) ? statSync(csv).size : 0;
+      const big = Buffer.from(`{"vendorid":"${'x'.repeat(1000)}"}\n`.repeat(2000));
+      const full = await send(`${s.url}/ingest`, big);
+      expect(full.status).toBe(507);
+      expect(full.json.result.error.code).toBe('no_space');
+      expect(existsSync(csv) ? statSync(csv).size : 0).toBe(sizeBefore);
+      expect(readdirSync(dir).filter((f) => f.includes('spill'))).toEqual([]);
     } finally {
       execFileSync('rm', [join(dir, 'filler')]);
     }

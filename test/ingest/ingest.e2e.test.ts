@@ -67,6 +67,7 @@ describe('ingest over HTTP (single process)', () => {
       records: { valid: 200, invalid: 0, total: 200 },
     });
     expect(a.json.result.request_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(a.headers['x-request-id']).toBe(a.json.result.request_id);
     expect(a.json.result.errors).toBeUndefined();
     const added = csvText(s).slice(before);
     const rows = parse(added, { relax_column_count: false }) as string[][];
