@@ -1,0 +1,517 @@
+/**
+ * npm run bench  (BENCH_QUICK=1 for a smoke run: 256 requests per run, 1 repeat)
+ *
+ * The original benchmark over HTTP: the reference body (16 × the sample, 1,600 records, 584,480
+ * bytes), keep-alive, pipelining 1, 2,048 requests at concurrency 1, 2, 4 and 8 (k6/scenarios.json),
+ * sent with autocannon to three servers in one run, interleaved:
+ *
+ * - service: the real ecosystem.config.js under pm2 (cluster, INSTANCES=max, metrics on), with its
+ *   own PM2_HOME in a temporary folder, `pm2 kill`ed at the end;
+ * - ceiling: bench/ceiling-server.ts, a node:http cluster that only drains the body;
+ * - naive: bench/naive-server.ts, Nest + Fastify, buffered body, JSON.parse per line.
+ *
+ * Writes the http section of BENCHMARKS.md, bench/results/report.html (charts) and
+ * bench/results/http.json (quick runs: BENCHMARKS-quick.md, report-quick.html and http-quick.json
+ * in bench/results, so a smoke run never overwrites a measurement), and checks that the
+ * service wrote 1,600 rows for every 2xx answer. REPEATS (default 3), WARMUP (requests per server,
+ * default 512).
+ */
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
+import { referenceBody } from '../test/support/taxi.js';
+import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
+import { cpuMs, isAlive, loadScenarios, runLoad, type LoadRun } from './load.js';
+import { machine, median, percentile } from './report.js';
+import { startNodeCluster, startService, type BenchServer } from './servers.js';
+import { writeSection } from './write-section.js';
+import { tempDir } from '../test/support/server.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const REPEATS = QUICK ? 1 : Number(process.env.REPEATS ?? 3);
+const WARMUP = QUICK ? 64 : Number(process.env.WARMUP ?? 512);
+const SETTLE_MS = 200;
+const ROOT = new URL('..', import.meta.url);
+const RESULTS = new URL('results/', import.meta.url);
+const SUFFIX = QUICK ? '-quick' : '';
+const REPORT_HTML = `bench/results/report${SUFFIX}.html`;
+const NAMES = ['service', 'naive', 'ceiling'] as const;
+type Name = (typeof NAMES)[number];
+const COLORS: Record<Name, string> = { service: '#1f5fbf', naive: '#d9730d', ceiling: '#6b6b6b' };
+
+const { body, source } = referenceBody();
+const scenarios = loadScenarios();
+const shapes = scenarios.shapes.map((s) => ({ ...s, requests: QUICK ? 256 : s.requests }));
+const concurrencies = shapes.map((s) => s.concurrency);
+const expected = scenarios.expect;
+
+interface Stats {
+  bytes?: number;
+  records?: { valid: number; invalid: number; total: number };
+}
+
+function statsOf(text: string): Stats | undefined {
+  try {
+    const answer = JSON.parse(text) as { result?: { status?: string; stats?: Stats } };
+    return answer.result?.status === 'ok' ? answer.result.stats : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every ingesting answer must report the whole body and 1,600 valid records. */
+function verifyIngest(text: string): boolean {
+  const s = statsOf(text);
+  return (
+    s?.bytes === body.length &&
+    s.records?.valid === expected.valid &&
+    s.records.invalid === expected.invalid &&
+    s.records.total === expected.valid + expected.invalid
+  );
+}
+
+/** The ceiling only counts bytes. */
+function verifyDrain(text: string): boolean {
+  return statsOf(text)?.bytes === body.length;
+}
+
+interface Measured {
+  server: Name;
+  concurrency: number;
+  repeat: number;
+  reqPerSec: number;
+  mbPerSec: number;
+  p50: number;
+  p99: number;
+  cpuPerRequest: number;
+  run: LoadRun;
+}
+
+const servers = new Map<Name, BenchServer>();
+let serviceCsvDir = '';
+const tempDirs: string[] = [];
+let serviceAcknowledged = 0;
+let stopping: Promise<void> | undefined;
+
+async function stopAll(): Promise<void> {
+  stopping ??= (async () => {
+    for (const s of servers.values()) {
+      await s.stop().catch((err: unknown) => console.error(`stopping ${s.name}: ${String(err)}`));
+    }
+    servers.clear();
+  })();
+  return stopping;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`\n${signal}: stopping the servers`);
+    void stopAll().then(() => process.exit(130));
+  });
+}
+
+async function measure(name: Name, concurrency: number, amount: number, repeat: number) {
+  const server = servers.get(name)!;
+  const dead = server.workers.filter((pid) => !isAlive(pid));
+  if (dead.length > 0) throw new Error(`${name}: worker(s) ${dead.join(', ')} are gone`);
+  const cpuBefore = cpuMs(server.workers);
+  const run = await runLoad({
+    url: `${server.url}${scenarios.path}`,
+    body,
+    connections: concurrency,
+    amount,
+    verifyBody: name === 'ceiling' ? verifyDrain : verifyIngest,
+  });
+  // Let work done after the answers (a log line, a commit's last step) land in this run's CPU.
+  await new Promise((r) => setTimeout(r, SETTLE_MS));
+  const cpuAfter = cpuMs(server.workers);
+  if (name === 'service') serviceAcknowledged += run.ok;
+  const latencies = Array.from(run.latencies);
+  const m: Measured = {
+    server: name,
+    concurrency,
+    repeat,
+    reqPerSec: run.requests / run.seconds,
+    mbPerSec: (run.ok * body.length) / run.seconds / 1e6,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    cpuPerRequest: (cpuAfter - cpuBefore) / run.requests,
+    run,
+  };
+  const flags =
+    run.non2xx + run.errors + run.mismatches > 0
+      ? `  non-2xx ${run.non2xx}, errors ${run.errors}, bad bodies ${run.mismatches}`
+      : '';
+  console.log(
+    `${repeat < 0 ? 'warm-up' : `repeat ${repeat + 1}`}  c${concurrency}  ${name.padEnd(7)}  ` +
+      `${m.reqPerSec.toFixed(0).padStart(5)} req/s  ${m.mbPerSec.toFixed(1).padStart(6)} MB/s  ` +
+      `p50 ${m.p50.toFixed(2)} ms  p99 ${m.p99.toFixed(2)} ms  CPU ${m.cpuPerRequest.toFixed(2)} ms/req${flags}`,
+  );
+  for (const b of run.badBodies.slice(0, 2)) console.log(`    bad body: ${b}`);
+  return m;
+}
+
+/** Rows (LF-terminated lines) in the service's day files, and lines in its quarantine files. */
+async function countServiceRows(): Promise<{ rows: number; quarantined: number; files: string[] }> {
+  let rows = 0;
+  let quarantined = 0;
+  const files = existsSync(serviceCsvDir) ? readdirSync(serviceCsvDir) : [];
+  const dayFiles = files.filter((f) => /^nyc_taxi-\d{4}-\d{2}-\d{2}\.csv$/.test(f));
+  for (const f of files) {
+    const isDay = dayFiles.includes(f);
+    if (!isDay && !/\.quarantine\.ndjson$/.test(f)) continue;
+    let n = 0;
+    for await (const chunk of createReadStream(join(serviceCsvDir, f)) as AsyncIterable<Buffer>) {
+      for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
+    }
+    if (isDay) rows += n;
+    else quarantined += n;
+  }
+  return { rows, quarantined, files: dayFiles };
+}
+
+/** Warnings and errors in the service's pm2 logs (pino: level 40 and up). */
+function serviceLogProblems(home: string): string[] {
+  const dir = join(home, 'logs');
+  if (!existsSync(dir)) return [];
+  const problems: string[] = [];
+  for (const f of readdirSync(dir)) {
+    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
+      if (line.trim() === '') continue;
+      const level = /"level":(\d+)/.exec(line)?.[1];
+      if (level === undefined ? f.includes('error') : Number(level) >= 40) problems.push(line);
+    }
+  }
+  return problems;
+}
+
+function fmt(x: number, digits: number): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '–';
+}
+
+async function main(): Promise<void> {
+  if (!existsSync(new URL('dist/main.js', ROOT))) {
+    throw new Error('dist/main.js is missing: run npm run build first');
+  }
+  mkdirSync(RESULTS, { recursive: true });
+  console.log(
+    `body: ${source}, ${body.length.toLocaleString('en-US')} bytes; ${shapes.map((s) => `c${s.concurrency}×${s.requests}`).join(', ')}; ` +
+      `${REPEATS} repeat(s) after a warm-up of ${WARMUP} requests${QUICK ? ' (BENCH_QUICK)' : ''}`,
+  );
+
+  const naiveCsv = join(tempDir('bench-naive-'), 'csv');
+  tempDirs.push(dirname(naiveCsv));
+  const service = await startService();
+  servers.set('service', service);
+  serviceCsvDir = service.cluster.csvDir;
+  tempDirs.push(dirname(serviceCsvDir));
+  servers.set('ceiling', await startNodeCluster('ceiling', 'ceiling-server.ts'));
+  servers.set('naive', await startNodeCluster('naive', 'naive-server.ts', { CSV_DIR: naiveCsv }));
+  for (const s of servers.values())
+    console.log(`${s.name}: ${s.url}, workers ${s.workers.join(', ')}`);
+
+  const measured: Measured[] = [];
+  const warmups: Measured[] = [];
+  for (const name of NAMES) {
+    for (const c of [1, Math.max(...concurrencies)])
+      warmups.push(await measure(name, c, WARMUP, -1));
+  }
+  for (let r = 0; r < REPEATS; r++) {
+    for (const [i, shape] of shapes.entries()) {
+      // Rotate the order so that no server always runs first (or right after another).
+      const k = (r + i) % NAMES.length;
+      const order = [...NAMES.slice(k), ...NAMES.slice(0, k)];
+      for (const name of order) {
+        measured.push(await measure(name, shape.concurrency, shape.requests, r));
+      }
+    }
+  }
+
+  // Correctness of the service's output, before stopping it.
+  const rowCheck = await countServiceRows();
+  const workersNow = await service.cluster.workers();
+  const restarts = workersNow.reduce((n, w) => n + w.restarts, 0);
+  const logProblems = serviceLogProblems(service.cluster.home);
+  await stopAll();
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+  rmSync(service.cluster.home, { recursive: true, force: true });
+
+  // Medians over the repeats, per server and concurrency; ratios paired within each repeat.
+  const pick = (name: Name, c: number) =>
+    measured.filter((m) => m.server === name && m.concurrency === c);
+  const ratio = (name: Name, other: Name, c: number) =>
+    median(
+      pick(name, c).map((m) => {
+        const o = pick(other, c).find((x) => x.repeat === m.repeat)!;
+        return m.mbPerSec / o.mbPerSec;
+      }),
+    );
+  interface Row {
+    name: Name;
+    c: number;
+    reqPerSec: number;
+    mbPerSec: number;
+    p50: number;
+    p99: number;
+    cpu: number;
+    xCeiling: number;
+    xNaive: number;
+  }
+  const rows: Row[] = [];
+  for (const name of NAMES) {
+    for (const c of concurrencies) {
+      const ms = pick(name, c);
+      rows.push({
+        name,
+        c,
+        reqPerSec: median(ms.map((m) => m.reqPerSec)),
+        mbPerSec: median(ms.map((m) => m.mbPerSec)),
+        p50: median(ms.map((m) => m.p50)),
+        p99: median(ms.map((m) => m.p99)),
+        cpu: median(ms.map((m) => m.cpuPerRequest)),
+        xCeiling: ratio(name, 'ceiling', c),
+        xNaive: ratio(name, 'naive', c),
+      });
+    }
+  }
+  const row = (name: Name, c: number) => rows.find((x) => x.name === name && x.c === c)!;
+
+  // Checks: every service answer a 2xx that reports 1,600 valid records, 1,600 rows per 2xx.
+  const all = [...warmups, ...measured];
+  const sum = (name: Name, f: (r: LoadRun) => number) =>
+    all.filter((m) => m.server === name).reduce((n, m) => n + f(m.run), 0);
+  const problems: string[] = [];
+  for (const name of NAMES) {
+    const non2xx = sum(name, (r) => r.non2xx);
+    const errors = sum(name, (r) => r.errors);
+    const bad = sum(name, (r) => r.mismatches);
+    if (non2xx + errors + bad > 0) {
+      problems.push(`${name}: ${non2xx} non-2xx, ${errors} connection errors, ${bad} bad bodies`);
+    }
+  }
+  const expectedRows = serviceAcknowledged * expected.valid;
+  if (rowCheck.rows !== expectedRows) {
+    problems.push(
+      `service: ${rowCheck.rows.toLocaleString('en-US')} CSV rows for ${serviceAcknowledged} 2xx answers (expected ${expectedRows.toLocaleString('en-US')})`,
+    );
+  }
+  if (rowCheck.quarantined > 0) problems.push(`service: ${rowCheck.quarantined} quarantined lines`);
+  if (restarts > 0) problems.push(`service: ${restarts} pm2 restart(s)`);
+  if (logProblems.length > 0) {
+    problems.push(`service: ${logProblems.length} warning/error log line(s)`);
+  }
+  const serviceAnswers = sum('service', (r) => r.requests);
+  const checks = [
+    `${serviceAnswers.toLocaleString('en-US')} service answers, ${serviceAcknowledged.toLocaleString('en-US')} 2xx, each reporting ${expected.valid.toLocaleString('en-US')} valid records for ${body.length.toLocaleString('en-US')} bytes`,
+    `${rowCheck.rows.toLocaleString('en-US')} rows in the day file(s) (${rowCheck.files.join(', ') || 'none'}) = ${expected.valid.toLocaleString('en-US')} × ${serviceAcknowledged.toLocaleString('en-US')} 2xx: ${rowCheck.rows === expectedRows ? 'yes' : 'NO'}`,
+    `pm2 restarts ${restarts}; warning/error log lines ${logProblems.length}`,
+  ];
+
+  const [cMin] = concurrencies;
+  const cMax = Math.max(...concurrencies);
+  const high = concurrencies.filter((c) => c >= 4);
+  const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+  const targets = [
+    (() => {
+      const xs = high.map((c) => row('service', c).xCeiling);
+      return `${verdict(xs.every((x) => x >= 0.5))}  service MB/s ≥ 0.50 × ceiling at ${high.map((c) => `c${c}`).join(', ')}: ${xs.map((x, i) => `c${high[i]} ${fmt(x, 2)}×`).join(', ')}`;
+    })(),
+    (() => {
+      const xs = concurrencies.map((c) => row('service', c).xNaive);
+      return `${verdict(xs.every((x) => x >= 4))}  service MB/s ≥ 4 × naive at every concurrency: ${xs.map((x, i) => `c${concurrencies[i]} ${fmt(x, 2)}×`).join(', ')}`;
+    })(),
+    (() => {
+      const p99 = row('service', cMax).p99;
+      return `${verdict(p99 <= 15)}  service p99 at c${cMax} ≤ 15 ms: ${fmt(p99, 2)} ms`;
+    })(),
+  ];
+
+  const date = new Date().toISOString().slice(0, 10);
+  const command = QUICK ? 'BENCH_QUICK=1 npm run bench' : 'npm run bench';
+  const table = [
+    '| server | concurrency | req/s | MB/s | p50 ms | p99 ms | CPU ms/req | × ceiling | × naive |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map(
+      (x) =>
+        `| ${x.name} | ${x.c} | ${fmt(x.reqPerSec, 0)} | ${fmt(x.mbPerSec, 1)} | ${fmt(x.p50, 2)} | ${fmt(x.p99, 2)} | ${fmt(x.cpu, 2)} | ${fmt(x.xCeiling, 2)} | ${fmt(x.xNaive, 2)} |`,
+    ),
+  ];
+  const section = [
+    `Body: ${source}, ${body.length.toLocaleString('en-US')} bytes, \`POST ${scenarios.path}\`; keep-alive, ` +
+      `pipelining 1, autocannon in one process on the same machine; ${shapes[0].requests.toLocaleString('en-US')} ` +
+      `requests per run at concurrency ${concurrencies.join(', ')}; the three servers interleaved ` +
+      `(order rotated), ${REPEATS} repeat(s) after a warm-up of ${WARMUP} requests per server at ` +
+      `c${cMin} and c${cMax}; medians over the repeats.${QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''}`,
+    '',
+    '- **service**: `pm2 start ecosystem.config.js`, cluster mode, `INSTANCES=max`, metrics on, default log level (one line per request)',
+    '- **ceiling**: `bench/ceiling-server.ts`, node:http cluster, one worker per core, drains the body and answers a small JSON',
+    '- **naive**: `bench/naive-server.ts`, Nest + Fastify cluster, one worker per core: body buffered, `JSON.parse` per line, `fs.appendFile`',
+    '',
+    ...table,
+    '',
+    'MB/s: 10⁶ body bytes acknowledged (2xx) per second of wall time, first request to last answer. ' +
+      'Latency: per request, from writing it to reading the whole answer. CPU: user + system time of ' +
+      'the worker processes (`/proc/<pid>/stat`) during the run, per request (the pm2 daemon and ' +
+      'the cluster primaries, which only hand out connections, are not counted). × ceiling, × naive: ' +
+      'MB/s ratio to that server in the same repeat and concurrency, median over the repeats.',
+    '',
+    'Checks:',
+    '',
+    ...checks.map((c) => `- ${c}`),
+    ...(problems.length > 0 ? problems.map((p) => `- **FAIL** ${p}`) : ['- all passed']),
+    '',
+    'Targets:',
+    '',
+    '```',
+    ...targets,
+    '```',
+    '',
+    `Charts: \`${REPORT_HTML}\` (generated, not committed).`,
+    '',
+    `Machine: ${machine()}.`,
+    `Command: \`${command}\`.`,
+    `Date: ${date}.`,
+  ].join('\n');
+
+  console.log(`\n${section}`);
+  for (const p of logProblems.slice(0, 5)) console.log(`  log: ${p.slice(0, 300)}`);
+
+  const target = QUICK ? new URL('BENCHMARKS-quick.md', RESULTS) : new URL('BENCHMARKS.md', ROOT);
+  await writeSection(target, 'http', section);
+
+  // Charts: per-request response time (last repeat) and throughput per concurrency.
+  const lastRepeat = REPEATS - 1;
+  const perRequest = (c: number, sorted: boolean): Series[] =>
+    NAMES.map((name) => {
+      const m = measured.find(
+        (x) => x.server === name && x.concurrency === c && x.repeat === lastRepeat,
+      )!;
+      const ys = Array.from(m.run.latencies);
+      if (sorted) ys.sort((a, b) => a - b);
+      return { name, color: COLORS[name], points: ys.map((y, i) => [i + 1, y] as const) };
+    });
+  const charts = [
+    lineChart({
+      title: `Response time per request, concurrency ${cMax} (repeat ${lastRepeat + 1})`,
+      xLabel: 'request (in order of answer)',
+      yLabel: 'response time, ms (log)',
+      series: perRequest(cMax, false),
+      logY: true,
+    }),
+    lineChart({
+      title: `Response time per request, sorted, concurrency ${cMax} (as ab -g + gnuplot)`,
+      xLabel: 'request (sorted by response time)',
+      yLabel: 'response time, ms (log)',
+      series: perRequest(cMax, true),
+      logY: true,
+    }),
+    lineChart({
+      title: `Response time per request, concurrency ${cMin} (repeat ${lastRepeat + 1})`,
+      xLabel: 'request (in order of answer)',
+      yLabel: 'response time, ms (log)',
+      series: perRequest(cMin, false),
+      logY: true,
+    }),
+    lineChart({
+      title: 'Throughput per concurrency (median over repeats)',
+      xLabel: 'concurrency (keep-alive connections)',
+      yLabel: 'MB/s of request body',
+      series: NAMES.map((name) => ({
+        name,
+        color: COLORS[name],
+        markers: true,
+        points: concurrencies.map((c) => [c, row(name, c).mbPerSec] as const),
+      })),
+      xTicks: concurrencies,
+    }),
+    lineChart({
+      title: 'p99 response time per concurrency (median over repeats)',
+      xLabel: 'concurrency (keep-alive connections)',
+      yLabel: 'p99, ms (log)',
+      series: [
+        ...NAMES.map((name) => ({
+          name,
+          color: COLORS[name],
+          markers: true,
+          points: concurrencies.map((c) => [c, row(name, c).p99] as const),
+        })),
+        {
+          name: 'p99 target, 15 ms',
+          color: '#b3261e',
+          dashed: true,
+          points: [[cMin, 15] as const, [cMax, 15] as const],
+        },
+      ],
+      xTicks: concurrencies,
+      logY: true,
+    }),
+  ];
+  const htmlTable = [
+    '<table><tr>',
+    ...[
+      'server',
+      'concurrency',
+      'req/s',
+      'MB/s',
+      'p50 ms',
+      'p99 ms',
+      'CPU ms/req',
+      '× ceiling',
+      '× naive',
+    ].map((h) => `<th>${escapeHtml(h)}</th>`),
+    '</tr>',
+    ...rows.map(
+      (x) =>
+        `<tr><td>${x.name}</td>${[x.c, fmt(x.reqPerSec, 0), fmt(x.mbPerSec, 1), fmt(x.p50, 2), fmt(x.p99, 2), fmt(x.cpu, 2), fmt(x.xCeiling, 2), fmt(x.xNaive, 2)].map((v) => `<td class="n">${v}</td>`).join('')}</tr>`,
+    ),
+    '</table>',
+  ].join('\n');
+  const html = htmlPage('ndjson-ingest: HTTP benchmark', [
+    `<p>${escapeHtml(`Body: ${source}, ${body.length.toLocaleString('en-US')} bytes; ${REPEATS} repeat(s); ${machine()}; ${date}; command: ${command}`)}</p>`,
+    htmlTable,
+    `<pre>${targets.map((t) => `<span class="${t.startsWith('PASS') ? 'pass' : 'miss'}">${escapeHtml(t)}</span>`).join('\n')}</pre>`,
+    `<p>${escapeHtml(problems.length > 0 ? `FAILED checks: ${problems.join('; ')}` : `Checks passed: ${checks.join('; ')}`)}</p>`,
+    ...charts,
+  ]);
+  writeFileSync(new URL(`report${SUFFIX}.html`, RESULTS), html);
+  writeFileSync(
+    new URL(`http${SUFFIX}.json`, RESULTS),
+    JSON.stringify(
+      {
+        date,
+        machine: machine(),
+        command,
+        rows,
+        runs: all.map(({ run, ...m }) => ({ ...m, ...run, latencies: undefined })),
+        checks,
+        problems,
+        targets,
+      },
+      null,
+      1,
+    ),
+  );
+  console.log(
+    `\nwrote the http section of ${QUICK ? 'bench/results/BENCHMARKS-quick.md' : 'BENCHMARKS.md'}, ${REPORT_HTML}, bench/results/http${SUFFIX}.json`,
+  );
+  if (problems.length > 0) process.exitCode = 1;
+}
+
+try {
+  await main();
+} catch (err) {
+  process.exitCode = 1;
+  console.error(err);
+  const service = servers.get('service') as Awaited<ReturnType<typeof startService>> | undefined;
+  if (service !== undefined) console.error(`the service's pm2 logs: ${service.cluster.home}/logs`);
+} finally {
+  await stopAll();
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+}

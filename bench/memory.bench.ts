@@ -1,0 +1,271 @@
+/**
+ * npm run bench:memory  (BENCH_QUICK=1 for a smoke run: a 64 MiB gzip body, 8 concurrent bodies)
+ *
+ * Peak RSS of one worker (`node dist/main.js`, a fresh process per case) while it ingests
+ * - one gzip body that decodes to ≥ 1 GiB of taxi-like NDJSON, compressed on the fly into a
+ *   chunked request (MAX_DECODED_BYTES raised to 2 GiB for it, MAX_BODY_BYTES to 1 GiB);
+ * - 32 concurrent 10 MiB bodies (all on this one worker: under pm2 they would be spread).
+ * The peak is the kernel's high-water mark, VmHWM in /proc/<pid>/status, read after the load;
+ * VmRSS is also sampled every 50 ms during it. Every answer must be a 200 counting every record,
+ * and the day file must hold one row per record. Target: ≤ 200 MiB per worker. Writes the memory
+ * section of BENCHMARKS.md (quick runs: bench/results/BENCHMARKS-quick.md).
+ */
+import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { dirname, join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { loadConfig } from '../src/config.js';
+import { send, startServer, tempDir, type RunningServer } from '../test/support/server.js';
+import { prng, taxiBody, taxiLine } from '../test/support/taxi.js';
+import { memoryOf } from './load.js';
+import { machine } from './report.js';
+import { writeSection } from './write-section.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+const DECODED_BYTES = QUICK ? 64 * MiB : GiB;
+const CONCURRENT = QUICK ? 8 : 32;
+const BODY_BYTES = 10 * MiB;
+const TARGET = 200 * MiB;
+const RESULTS = new URL('results/', import.meta.url);
+
+interface CaseResult {
+  name: string;
+  body: string;
+  seconds: number;
+  idlePeak: number;
+  peak: number;
+  sampledMax: number;
+  problems: string[];
+}
+
+function mib(bytes: number): string {
+  return (bytes / MiB).toFixed(1);
+}
+
+/** Samples VmRSS until stopped; returns the largest value seen. */
+function sampleRss(pid: number): () => number {
+  let max = 0;
+  const timer = setInterval(() => {
+    try {
+      max = Math.max(max, memoryOf(pid).rss);
+    } catch {
+      // the process is gone; the answer will say why
+    }
+  }, 50);
+  return () => {
+    clearInterval(timer);
+    return max;
+  };
+}
+
+async function countRows(csvDir: string): Promise<number> {
+  let n = 0;
+  if (!existsSync(csvDir)) return 0;
+  for (const f of readdirSync(csvDir).filter((x) => /^nyc_taxi-\d{4}-\d{2}-\d{2}\.csv$/.test(x))) {
+    for await (const chunk of createReadStream(join(csvDir, f)) as AsyncIterable<Buffer>) {
+      for (let i = chunk.indexOf(10); i >= 0; i = chunk.indexOf(10, i + 1)) n++;
+    }
+  }
+  return n;
+}
+
+interface Answer {
+  status: number;
+  json: { result?: { status?: string; stats?: { records?: { valid: number; invalid: number } } } };
+  text: string;
+}
+
+function checkAnswer(a: Answer, records: number, problems: string[], what: string): void {
+  const r = a.json?.result?.stats?.records;
+  if (a.status !== 200 || r?.valid !== records || r.invalid !== 0) {
+    problems.push(`${what}: ${a.status} ${a.text.slice(0, 300)}`);
+  }
+}
+
+async function withServer(
+  env: Record<string, string>,
+  run: (server: RunningServer) => Promise<Omit<CaseResult, 'idlePeak' | 'peak' | 'sampledMax'>>,
+): Promise<CaseResult> {
+  const csvDir = join(tempDir('bench-memory-'), 'csv');
+  const server = await startServer({ CSV_DIR: csvDir, ...env });
+  try {
+    const pid = server.proc.pid!;
+    const idlePeak = memoryOf(pid).peakRss;
+    const stopSampling = sampleRss(pid);
+    const result = await run(server);
+    const sampledMax = stopSampling();
+    const peak = memoryOf(pid).peakRss;
+    return { ...result, idlePeak, peak, sampledMax };
+  } finally {
+    await server.stop();
+    rmSync(dirname(csvDir), { recursive: true, force: true });
+  }
+}
+
+/** One chunked request whose gzip body (level 1, made on the fly) decodes to ≥ `decoded` bytes. */
+async function gzipCase(): Promise<CaseResult> {
+  const block = taxiBody(10000, 7);
+  const copies = Math.ceil(DECODED_BYTES / block.length);
+  const records = copies * 10000;
+  const decoded = copies * block.length;
+  return withServer(
+    { MAX_DECODED_BYTES: String(2 * GiB), MAX_BODY_BYTES: String(GiB) },
+    async (server) => {
+      const problems: string[] = [];
+      const start = performance.now();
+      let compressed = 0;
+      const counter = new PassThrough();
+      counter.on('data', (d: Buffer) => (compressed += d.length));
+      const req = request(`${server.url}/ingest`, {
+        method: 'POST',
+        agent: false,
+        headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' },
+      });
+      const answer = new Promise<Answer>((resolve, reject) => {
+        req.on('response', (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => {
+            let json: Answer['json'] = {};
+            try {
+              json = JSON.parse(text) as Answer['json'];
+            } catch {
+              // reported below as a wrong answer
+            }
+            resolve({ status: res.statusCode ?? 0, json, text });
+          });
+        });
+        req.on('error', reject);
+      });
+      // An early answer (e.g. 413) ends the upload; the answer says why.
+      const sent = pipeline(
+        Readable.from(
+          (function* () {
+            for (let i = 0; i < copies; i++) yield block;
+          })(),
+        ),
+        createGzip({ level: 1 }),
+        counter,
+        req,
+      ).catch((err: Error) => problems.push(`gzip body: sending failed: ${err.message}`));
+      const a = await answer.catch((err: Error): Answer => ({
+        status: 0,
+        json: {},
+        text: err.message,
+      }));
+      await sent;
+      const seconds = (performance.now() - start) / 1000;
+      checkAnswer(a, records, problems, 'gzip body');
+      const rows = await countRows(server.csvDir);
+      if (rows !== records) problems.push(`gzip body: ${rows} rows for ${records} records`);
+      return {
+        name: `one gzip body decoding to ${(decoded / GiB).toFixed(2)} GiB`,
+        body:
+          `${decoded.toLocaleString('en-US')} bytes decoded (${records.toLocaleString('en-US')} records), ` +
+          `${compressed.toLocaleString('en-US')} bytes gzip, chunked`,
+        seconds,
+        problems,
+      };
+    },
+  );
+}
+
+/** `CONCURRENT` requests at once, each a ≥ 10 MiB identity body, each on its own connection. */
+async function concurrentCase(): Promise<CaseResult> {
+  const r = prng(11);
+  let text = '';
+  let records = 0;
+  while (text.length < BODY_BYTES) text += taxiLine(r, records++);
+  const body = Buffer.from(text);
+  return withServer({}, async (server) => {
+    const problems: string[] = [];
+    const start = performance.now();
+    const answers = await Promise.all(
+      Array.from({ length: CONCURRENT }, () =>
+        send(`${server.url}/ingest`, body, {
+          headers: { 'content-type': 'application/x-ndjson' },
+        }),
+      ),
+    );
+    const seconds = (performance.now() - start) / 1000;
+    answers.forEach((a, i) => checkAnswer(a, records, problems, `body ${i + 1}`));
+    const rows = await countRows(server.csvDir);
+    if (rows !== records * CONCURRENT) {
+      problems.push(`${rows} rows for ${CONCURRENT} × ${records} records`);
+    }
+    return {
+      name: `${CONCURRENT} concurrent ${mib(body.length)} MiB bodies`,
+      body: `${CONCURRENT} × ${body.length.toLocaleString('en-US')} bytes (${records.toLocaleString('en-US')} records each), identity, Content-Length`,
+      seconds,
+      problems,
+    };
+  });
+}
+
+async function main(): Promise<void> {
+  const defaults = loadConfig({});
+  console.log(
+    `MAX_DECODED_BYTES default: ${defaults.maxDecodedBytes.toLocaleString('en-US')} ` +
+      `(${defaults.maxDecodedBytes === GiB ? '1 GiB' : 'not 1 GiB'}); this run sets 2 GiB. ` +
+      `MAX_BODY_BYTES default: ${defaults.maxBodyBytes.toLocaleString('en-US')}; 1 GiB for the gzip case.`,
+  );
+  const cases: CaseResult[] = [];
+  for (const run of [gzipCase, concurrentCase]) {
+    const c = await run();
+    console.log(
+      `${c.name}: peak RSS ${mib(c.peak)} MiB (idle ${mib(c.idlePeak)} MiB, largest sample ${mib(c.sampledMax)} MiB), ${c.seconds.toFixed(1)} s` +
+        (c.problems.length > 0 ? `\n  FAIL ${c.problems.join('\n  FAIL ')}` : ''),
+    );
+    cases.push(c);
+  }
+
+  const verdict = (c: CaseResult) => (c.peak <= TARGET ? 'PASS' : 'MISS');
+  const targets = cases.map(
+    (c) => `${verdict(c)}  peak RSS per worker ≤ 200 MiB, ${c.name}: ${mib(c.peak)} MiB`,
+  );
+  const problems = cases.flatMap((c) => c.problems);
+  const command = QUICK ? 'BENCH_QUICK=1 npm run bench:memory' : 'npm run bench:memory';
+  const section = [
+    'One worker, `node dist/main.js`, a fresh process per case, default settings except where noted; ' +
+      'peak RSS is the kernel high-water mark (VmHWM in `/proc/<pid>/status`) after the load. ' +
+      'All requests go to this one worker (under pm2 they would be spread over the workers).' +
+      (QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''),
+    '',
+    '| case | body | time s | idle peak RSS MiB | peak RSS MiB | target ≤ 200 MiB |',
+    '|---|---|---:|---:|---:|---|',
+    ...cases.map(
+      (c) =>
+        `| ${c.name} | ${c.body} | ${c.seconds.toFixed(1)} | ${mib(c.idlePeak)} | ${mib(c.peak)} | ${verdict(c)} |`,
+    ),
+    '',
+    `MAX_DECODED_BYTES: default ${defaults.maxDecodedBytes.toLocaleString('en-US')}, 2 GiB for the gzip case ` +
+      `(MAX_BODY_BYTES 1 GiB). Checks: every answer a 200 counting every record, one CSV row per record: ` +
+      (problems.length > 0 ? `**FAIL** ${problems.join('; ')}` : 'passed') +
+      '.',
+    '',
+    '```',
+    ...targets,
+    '```',
+    '',
+    `Machine: ${machine()}.`,
+    `Command: \`${command}\`.`,
+    `Date: ${new Date().toISOString().slice(0, 10)}.`,
+  ].join('\n');
+  console.log(`\n${section}`);
+  mkdirSync(RESULTS, { recursive: true });
+  const target = QUICK
+    ? new URL('BENCHMARKS-quick.md', RESULTS)
+    : new URL('../BENCHMARKS.md', import.meta.url);
+  await writeSection(target, 'memory', section);
+  console.log(
+    `\nwrote the memory section of ${QUICK ? 'bench/results/BENCHMARKS-quick.md' : 'BENCHMARKS.md'}`,
+  );
+  if (problems.length > 0) process.exitCode = 1;
+}
+
+await main();

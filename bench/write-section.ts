@@ -1,0 +1,19 @@
+/**
+ * Writes one section of a Markdown report (BENCHMARKS.md): creates the file with a title when it is
+ * missing, replaces the section between its markers, and formats the result with the project's
+ * Prettier settings, so that `npm run check` passes on a freshly written report.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { format, resolveConfig } from 'prettier';
+import { replaceSection } from './report.js';
+
+export async function writeSection(file: URL, name: string, body: string): Promise<void> {
+  const path = fileURLToPath(file);
+  const doc = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
+  const options = (await resolveConfig(path)) ?? {};
+  writeFileSync(
+    path,
+    await format(replaceSection(doc, name, body), { ...options, filepath: path }),
+  );
+}
