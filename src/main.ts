@@ -10,6 +10,7 @@ import { ConsoleLogger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LogController } from 'fastify';
+import pino from 'pino';
 import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config.js';
 import { errorBody } from './errors.js';
@@ -44,9 +45,21 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
   );
 }
 
+/**
+ * Request logs go to stdout through an asynchronous, buffered pino destination: a synchronous
+ * write per request blocks the event loop whenever the reader of stdout (pm2, a container
+ * runtime) is slower than us. What is buffered is flushed every second and at exit.
+ */
+function logDestination(): pino.DestinationStream {
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  setInterval(() => dest.flush(), 1000).unref();
+  process.once('exit', () => dest.flushSync());
+  return dest;
+}
+
 export async function createApp(config: IngestConfig): Promise<NestFastifyApplication> {
   const adapter = new FastifyAdapter({
-    logger: { level: config.logLevel },
+    logger: { level: config.logLevel, stream: logDestination() },
     genReqId: requestId,
     // One line per request is logged by the ingest controller, with its stats, not two by Fastify.
     logController: new LogController({
