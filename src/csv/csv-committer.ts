@@ -83,6 +83,7 @@ export class CsvCommitter {
   private readonly record = Buffer.alloc(RECORD_BYTES);
   private readonly syncer: GroupSync;
   private closed = false;
+  private paths: { day: string; csv: string; quarantine: string } | undefined;
 
   constructor(private readonly options: CommitterOptions) {
     mkdirSync(options.dir, { recursive: true });
@@ -92,11 +93,21 @@ export class CsvCommitter {
 
   /** Path of the CSV file for a date. */
   csvPath(day: Date): string {
-    return join(this.options.dir, `${this.options.prefix}-${localDay(day)}.csv`);
+    return this.pathsFor(day).csv;
   }
 
   quarantinePath(day: Date): string {
-    return join(this.options.dir, `${this.options.prefix}-${localDay(day)}.quarantine.ndjson`);
+    return this.pathsFor(day).quarantine;
+  }
+
+  /** The day's two paths, built once per day rather than per commit. */
+  private pathsFor(date: Date): { csv: string; quarantine: string } {
+    const day = localDay(date);
+    if (this.paths?.day !== day) {
+      const base = join(this.options.dir, `${this.options.prefix}-${day}`);
+      this.paths = { day, csv: `${base}.csv`, quarantine: `${base}.quarantine.ndjson` };
+    }
+    return this.paths;
   }
 
   /**
@@ -173,13 +184,16 @@ export class CsvCommitter {
     }
   }
 
-  /** Writes the commit record at offset 0 of the lock file (padded, so it is always whole). */
+  /**
+   * Writes the commit record at offset 0 of the lock file, in one pwrite (a process that dies
+   * cannot leave half of one). Only the text up to its LF is read back, so what an earlier, longer
+   * record left after it does not matter.
+   */
   private writeRecord(text: string): void {
     const record = this.record;
-    record.fill(0x20);
     const n = record.write(text, 0, 'utf8');
     if (n >= RECORD_BYTES) throw new Error('commit record too long');
-    writeFully(this.lockFd, record, 0);
+    writeFully(this.lockFd, record.subarray(0, n), 0);
     if (this.options.fsync && text.startsWith('PENDING')) fdatasyncSync(this.lockFd);
   }
 

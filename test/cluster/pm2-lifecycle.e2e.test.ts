@@ -63,7 +63,8 @@ function rowsByTag(csv: string): Map<string, number> {
       current = tag;
       expectNext = 0;
     }
-    if (index !== String(expectNext)) throw new Error(`row ${index} of ${tag} out of order or torn`);
+    if (index !== String(expectNext))
+      throw new Error(`row ${index} of ${tag} out of order or torn`);
     expectNext++;
     runs.set(tag, expectNext);
   }
