@@ -42,9 +42,15 @@ const ROOT = new URL('..', import.meta.url);
 const RESULTS = new URL('results/', import.meta.url);
 const SUFFIX = QUICK ? '-quick' : '';
 const REPORT_HTML = `bench/results/report${SUFFIX}.html`;
-const NAMES = ['service', 'naive', 'ceiling'] as const;
+/** `no-metrics`: the service with METRICS_ENABLED=false, to measure what metrics cost. */
+const NAMES = ['service', 'no-metrics', 'naive', 'ceiling'] as const;
 type Name = (typeof NAMES)[number];
-const COLORS: Record<Name, string> = { service: '#1f5fbf', naive: '#d9730d', ceiling: '#6b6b6b' };
+const COLORS: Record<Name, string> = {
+  service: '#1f5fbf',
+  'no-metrics': '#2e9e5b',
+  naive: '#d9730d',
+  ceiling: '#6b6b6b',
+};
 
 const { body, source } = referenceBody();
 const scenarios = loadScenarios();
@@ -212,6 +218,9 @@ async function main(): Promise<void> {
   servers.set('service', service);
   serviceCsvDir = service.cluster.csvDir;
   tempDirs.push(dirname(serviceCsvDir));
+  const noMetrics = await startService({ METRICS_ENABLED: 'false' });
+  servers.set('no-metrics', { ...noMetrics, name: 'no-metrics' });
+  tempDirs.push(dirname(noMetrics.cluster.csvDir));
   servers.set('ceiling', await startNodeCluster('ceiling', 'ceiling-server.ts'));
   servers.set('naive', await startNodeCluster('naive', 'naive-server.ts', { CSV_DIR: naiveCsv }));
   for (const s of servers.values())
@@ -331,6 +340,11 @@ async function main(): Promise<void> {
       const p99 = row('service', cMax).p99;
       return `${verdict(p99 <= 15)}  service p99 at c${cMax} ≤ 15 ms: ${fmt(p99, 2)} ms`;
     })(),
+    (() => {
+      // Throughput cost of metrics: 1 − service / no-metrics, paired within each repeat.
+      const costs = concurrencies.map((c) => 1 - ratio('service', 'no-metrics', c));
+      return `${verdict(median(costs) < 0.03)}  metrics cost < 3% of throughput (median over concurrencies): ${costs.map((x, i) => `c${concurrencies[i]} ${fmt(100 * x, 1)}%`).join(', ')}`;
+    })(),
   ];
 
   const date = new Date().toISOString().slice(0, 10);
@@ -346,11 +360,12 @@ async function main(): Promise<void> {
   const section = [
     `Body: ${source}, ${body.length.toLocaleString('en-US')} bytes, \`POST ${scenarios.path}\`; keep-alive, ` +
       `pipelining 1, autocannon in one process on the same machine; ${shapes[0].requests.toLocaleString('en-US')} ` +
-      `requests per run at concurrency ${concurrencies.join(', ')}; the three servers interleaved ` +
+      `requests per run at concurrency ${concurrencies.join(', ')}; the four servers interleaved ` +
       `(order rotated), ${REPEATS} repeat(s) after a warm-up of ${WARMUP} requests per server at ` +
       `c${cMin} and c${cMax}; medians over the repeats.${QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''}`,
     '',
     '- **service**: `pm2 start ecosystem.config.js`, cluster mode, `INSTANCES=max`, metrics on, default log level (one line per request)',
+    '- **no-metrics**: the same with `METRICS_ENABLED=false` (what the metrics cost)',
     '- **ceiling**: `bench/ceiling-server.ts`, node:http cluster, one worker per core, drains the body and answers a small JSON',
     '- **naive**: `bench/naive-server.ts`, Nest + Fastify cluster, one worker per core: body buffered, `JSON.parse` per line, `fs.appendFile`',
     '',

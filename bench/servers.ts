@@ -23,11 +23,14 @@ export interface BenchServer {
  * The service as `npm start` runs it: the real ecosystem.config.js, pm2 cluster mode, INSTANCES=max,
  * metrics on, the default log level; PM2_HOME in a temporary folder, `pm2 kill` on stop.
  */
-export async function startService(): Promise<BenchServer & { cluster: Pm2Cluster }> {
+export async function startService(
+  env: Record<string, string> = {},
+): Promise<BenchServer & { cluster: Pm2Cluster }> {
   const cluster = await startCluster(availableParallelism(), {
     INSTANCES: 'max',
     METRICS_ENABLED: 'true',
     LOG_LEVEL: 'info',
+    ...env,
   });
   const workers = (await cluster.workers()).map((w) => w.pid);
   return {

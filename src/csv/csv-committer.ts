@@ -64,6 +64,8 @@ interface AppendFile {
 }
 
 const RECORD_BYTES = 4096;
+/** A record is at least this long on disk (a PENDING record with two paths fits). */
+const RECORD_PAD = 1024;
 const PIECE_BYTES = 1 << 20;
 const { O_WRONLY, O_APPEND, O_CREAT, O_RDWR } = constants;
 
@@ -186,14 +188,16 @@ export class CsvCommitter {
 
   /**
    * Writes the commit record at offset 0 of the lock file, in one pwrite (a process that dies
-   * cannot leave half of one). Only the text up to its LF is read back, so what an earlier, longer
-   * record left after it does not matter.
+   * cannot leave half of one). Only the text up to its LF is read back; the padding to
+   * RECORD_PAD bytes covers what a longer earlier record left, so the file reads as what it says.
    */
   private writeRecord(text: string): void {
     const record = this.record;
     const n = record.write(text, 0, 'utf8');
     if (n >= RECORD_BYTES) throw new Error('commit record too long');
-    writeFully(this.lockFd, record.subarray(0, n), 0);
+    const padded = Math.max(n, RECORD_PAD);
+    record.fill(0x20, n, padded);
+    writeFully(this.lockFd, record.subarray(0, padded), 0);
     if (this.options.fsync && text.startsWith('PENDING')) fdatasyncSync(this.lockFd);
   }
 
