@@ -23,9 +23,9 @@ const COLUMN_NAME_PTR: usize = 24576; // i32 per column
 const COLUMN_NAME_LEN: usize = 32768; // i32 per column
 const COLUMN_NAMES: usize = 40960; // name bytes (up to 64 KiB)
 const SHAPE_SLOTS: i32 = 64;
-const SHAPE_LEN: usize = 106496; // i32 per slot: learned key length (0 = none)
-const SHAPE_COLUMN: usize = 106752; // i32 per slot
-const SHAPE_COLON: usize = 107008; // i32 per slot
+// Per slot, one u32: bits 0-8 the learned key's length (0 = none), bit 9 set when it ends with
+// the colon, bits 10-31 the column + 1 (0 = not kept).
+const SHAPE_META: usize = 106496;
 const SHAPE_KEYS: usize = 110592; // 64 slots x 256 bytes
 const SHAPE_KEY_MAX: i32 = 248;
 export const DYNAMIC_BASE: usize = 131072;
@@ -104,7 +104,7 @@ export function init(columns: i32, eolLf: bool, maxLine: i32): void {
   store<u8>(SIMPLE_ESCAPE + 0x6e, 0x0a);
   store<u8>(SIMPLE_ESCAPE + 0x72, 0x0d);
   store<u8>(SIMPLE_ESCAPE + 0x74, 0x09);
-  for (let s = 0; s < SHAPE_SLOTS; s++) store<i32>(SHAPE_LEN + (<usize>s << 2), 0);
+  for (let s = 0; s < SHAPE_SLOTS; s++) store<u32>(SHAPE_META + (<usize>s << 2), 0);
 }
 
 /** Column names: the wrapper writes the bytes at `namesPtr()` and declares each one. */
@@ -140,6 +140,8 @@ export function layout(
 }
 
 @inline function skipWs(p: usize): usize {
+  // Anything above 0x20 is not whitespace: one compare in the common (compact JSON) case.
+  if (load<u8>(p) > 0x20) return p;
   while (load<u8>(WS + <usize>load<u8>(p)) == 1) p++;
   return p;
 }
@@ -305,18 +307,17 @@ function scanLine(start: usize): i32 {
     // `for (;;)` left by `break` from a nested `if` as unreachable.)
     let members = true;
     while (members) {
-      if (load<u8>(p) != 0x22) return BAD;
-      p++;
       let column: i32 = -1;
       let matched = false;
       if (slot < SHAPE_SLOTS) {
-        const slotOff = <usize>slot << 2;
-        const len = load<i32>(SHAPE_LEN + slotOff);
-        if (len > 0 && keyEquals(p, SHAPE_KEYS + (<usize>slot << 8), len)) {
+        // The learned key runs from its opening quote to its closing quote (or colon).
+        const meta = load<u32>(SHAPE_META + (<usize>slot << 2));
+        const len = <i32>(meta & 0x1ff);
+        if (len != 0 && keyEquals(p, SHAPE_KEYS + (<usize>slot << 8), len)) {
           matched = true;
           p += <usize>len;
-          column = load<i32>(SHAPE_COLUMN + slotOff);
-          if (load<i32>(SHAPE_COLON + slotOff) == 0) {
+          column = <i32>(meta >> 10) - 1;
+          if ((meta & 0x200) == 0) {
             p = skipWs(p);
             if (load<u8>(p) != 0x3a) return BAD;
             p++;
@@ -324,12 +325,14 @@ function scanLine(start: usize): i32 {
         }
       }
       if (!matched) {
+        if (load<u8>(p) != 0x22) return BAD;
+        p++;
         const keyStart = p;
         const q = scanString(p);
         if (q == 0) return BAD;
         p = q;
         column = keyColumn(keyStart, p - 1);
-        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(keyStart, p, column, slot);
+        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(keyStart - 1, p, column, slot);
         p = skipWs(p);
         if (load<u8>(p) != 0x3a) return BAD;
         p++;
@@ -373,7 +376,7 @@ function scanLine(start: usize): i32 {
         }
       }
       c = <u32>load<u8>(p);
-      if (isWs(c)) {
+      if (c <= 0x20) {
         p = skipWs(p);
         c = <u32>load<u8>(p);
       }
@@ -408,21 +411,19 @@ function scanLine(start: usize): i32 {
 }
 
 function learnKey(start: usize, end: usize, column: i32, slot: i32): void {
-  let withColon = 0;
+  let colon: u32 = 0;
   if (load<u8>(end) == 0x3a) {
     end++;
-    withColon = 1;
+    colon = 0x200;
   }
   const len = <i32>(end - start);
-  const slotOff = <usize>slot << 2;
+  const metaAt = SHAPE_META + (<usize>slot << 2);
   if (len > SHAPE_KEY_MAX) {
-    store<i32>(SHAPE_LEN + slotOff, 0);
+    store<u32>(metaAt, 0);
     return;
   }
   memory.copy(SHAPE_KEYS + (<usize>slot << 8), start, <usize>len);
-  store<i32>(SHAPE_LEN + slotOff, len);
-  store<i32>(SHAPE_COLUMN + slotOff, column);
-  store<i32>(SHAPE_COLON + slotOff, withColon);
+  store<u32>(metaAt, <u32>len | colon | (<u32>(column + 1) << 10));
 }
 
 /**
