@@ -14,6 +14,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { taxiBody } from './lib/ndjson-bodies.js';
+import { answerOf } from './lib/answer.js';
 
 const config = JSON.parse(open('./scenarios.json'));
 const reference = config.bodies.reference;
@@ -117,15 +118,6 @@ export const options = {
   noVUConnectionReuse: false,
   summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(99)', 'max'],
 };
-
-function answerOf(res) {
-  try {
-    return res.json();
-  } catch {
-    // Not JSON (a proxy's HTML error page, a reset): the checks below report it.
-    return null;
-  }
-}
 
 export default function () {
   const res = http.post(INGEST_URL, BODY, PARAMS);

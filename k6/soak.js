@@ -15,6 +15,7 @@ import exec from 'k6/execution';
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
 import { mixedBody } from './lib/ndjson-bodies.js';
+import { answerOf } from './lib/answer.js';
 
 const config = JSON.parse(open('./scenarios.json'));
 const soak = config.soak;
@@ -84,15 +85,6 @@ export const options = {
   noConnectionReuse: false,
   summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(99)', 'max'],
 };
-
-function answerOf(res) {
-  try {
-    return res.json();
-  } catch {
-    // Not JSON (a proxy's HTML error page, a reset): the checks below report it.
-    return null;
-  }
-}
 
 function sameErrors(got, expected) {
   const list = got || [];

@@ -5,7 +5,8 @@
  * side by side and `rate()` stays right when one restarts.
  */
 import { statfs } from 'node:fs/promises';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { FastHistogram } from './fast-histogram.js';
 
 /** 100 µs … 10 s, for per-request parse and request latency. */
 export const LATENCY_BUCKETS = [
@@ -28,9 +29,9 @@ export class IngestMetrics {
   readonly recordsValid: { inc(n: number): void };
   readonly recordsInvalid: { inc(n: number): void };
   readonly requests: Counter<'status'>;
-  readonly parseDuration: Histogram;
-  readonly requestDuration: Histogram;
-  readonly writeDuration: Histogram;
+  readonly parseDuration: FastHistogram;
+  readonly requestDuration: FastHistogram;
+  readonly writeDuration: FastHistogram;
   readonly writtenBytes: Counter;
   readonly inFlight: Gauge;
   private readonly statusChildren = new Map<number, { inc(): void }>();
@@ -70,24 +71,24 @@ export class IngestMetrics {
       labelNames: ['status'],
       registers,
     });
-    this.parseDuration = new Histogram({
-      name: 'ingest_parse_duration_seconds',
-      help: 'Time spent decoding and transforming one request body (per request).',
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.requestDuration = new Histogram({
-      name: 'ingest_request_duration_seconds',
-      help: 'Time from the start of an ingest request to its answer.',
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    this.writeDuration = new Histogram({
-      name: 'csv_write_duration_seconds',
-      help: 'Time to commit one request: lock, repair check, append, unlock.',
-      buckets: WRITE_BUCKETS,
-      registers,
-    });
+    this.parseDuration = new FastHistogram(
+      'ingest_parse_duration_seconds',
+      'Time spent decoding and transforming one request body (per request).',
+      LATENCY_BUCKETS,
+      this.registry,
+    );
+    this.requestDuration = new FastHistogram(
+      'ingest_request_duration_seconds',
+      'Time from the start of an ingest request to its answer.',
+      LATENCY_BUCKETS,
+      this.registry,
+    );
+    this.writeDuration = new FastHistogram(
+      'csv_write_duration_seconds',
+      'Time to commit one request: lock, repair check, append, unlock.',
+      WRITE_BUCKETS,
+      this.registry,
+    );
     this.writtenBytes = new Counter({
       name: 'csv_written_bytes_total',
       help: 'Bytes appended to the CSV files.',
