@@ -44,10 +44,7 @@ export class IngestController {
       sendError(reply, failure, !bodyRead && !request.raw.complete);
     }
     const seconds = (performance.now() - startedAt) / 1000;
-    if (this.metrics.enabled) {
-      this.metrics.countRequest(status);
-      this.metrics.requestDuration.observe(seconds);
-    }
+    this.metrics.recordAnswer(status, seconds);
     // One log line per request (SPEC: no logging per row).
     request.log.info(
       {

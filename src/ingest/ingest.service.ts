@@ -79,15 +79,15 @@ export class IngestService {
       });
       try {
         const written = await this.sink.commit(body.rows, body.quarantine);
-        if (metrics.enabled) {
-          metrics.receivedBytes.inc(body.receivedBytes);
-          metrics.decodedBytes.inc(body.decodedBytes);
-          metrics.parseDuration.observe(body.parseSeconds);
-          metrics.writeDuration.observe(written.writeSeconds);
-          metrics.writtenBytes.inc(written.csvBytes);
-          if (body.valid > 0) metrics.recordsValid.inc(body.valid);
-          if (body.invalid > 0) metrics.recordsInvalid.inc(body.invalid);
-        }
+        metrics.recordIngest({
+          receivedBytes: body.receivedBytes,
+          decodedBytes: body.decodedBytes,
+          writtenBytes: written.csvBytes,
+          valid: body.valid,
+          invalid: body.invalid,
+          parseSeconds: body.parseSeconds,
+          writeSeconds: written.writeSeconds,
+        });
       } catch (err) {
         throw toIngestError(err);
       } finally {

@@ -27,20 +27,20 @@ export class ShutdownDrain implements BeforeApplicationShutdown {
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
-    @Inject(INGEST_METRICS) private readonly metrics: IngestMetrics,
+    @Inject(INGEST_METRICS) metrics: IngestMetrics,
     private readonly adapterHost: HttpAdapterHost,
-  ) {}
+  ) {
+    metrics.inFlightSource = () => this.inFlight;
+  }
 
   /** Counts a request in flight; call the returned function when it is answered. */
   begin(): () => void {
     this.inFlight++;
-    if (this.metrics.enabled) this.metrics.inFlight.inc();
     let ended = false;
     return () => {
       if (ended) return;
       ended = true;
       this.inFlight--;
-      if (this.metrics.enabled) this.metrics.inFlight.dec();
       if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
     };
   }

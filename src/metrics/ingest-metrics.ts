@@ -1,8 +1,11 @@
 /**
  * The service's Prometheus metrics, on an injected Registry (not prom-client's global one).
- * Everything is created here, once; the hot path only increments pre-bound children.
- * Every series carries `worker` (the pm2 instance id), so the series of all workers can be served
- * side by side and `rate()` stays right when one restarts.
+ * Everything is created here, once. The hot path does plain additions: counters are tallied in
+ * numbers and folded into the prom-client counters when a scrape collects them, the in-flight
+ * gauge reads the live count at collection, and the histograms are FastHistograms (see
+ * fast-histogram.ts for the measurement behind that). Every series carries `worker` (the pm2
+ * instance id), so the series of all workers can be served side by side and `rate()` stays right
+ * when one restarts.
  */
 import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
@@ -22,19 +25,38 @@ export function workerId(): string {
   return process.env.NODE_APP_INSTANCE ?? process.env.pm_id ?? '0';
 }
 
+/** One committed request, as the ingest path reports it. */
+export interface IngestRecord {
+  receivedBytes: number;
+  decodedBytes: number;
+  writtenBytes: number;
+  valid: number;
+  invalid: number;
+  parseSeconds: number;
+  writeSeconds: number;
+}
+
 export class IngestMetrics {
   readonly registry = new Registry();
-  readonly receivedBytes: Counter;
-  readonly decodedBytes: Counter;
-  readonly recordsValid: { inc(n: number): void };
-  readonly recordsInvalid: { inc(n: number): void };
-  readonly requests: Counter<'status'>;
   readonly parseDuration: FastHistogram;
   readonly requestDuration: FastHistogram;
   readonly writeDuration: FastHistogram;
-  readonly writtenBytes: Counter;
-  readonly inFlight: Gauge;
-  private readonly statusChildren = new Map<number, { inc(): void }>();
+  /** Reads the number of requests in flight (set by the component that counts them). */
+  inFlightSource: () => number = () => 0;
+
+  // Tallies since the last collection.
+  private received = 0;
+  private decoded = 0;
+  private written = 0;
+  private valid = 0;
+  private invalid = 0;
+  private readonly statuses = new Map<number, number>();
+
+  private readonly receivedBytes: Counter;
+  private readonly decodedBytes: Counter;
+  private readonly writtenBytes: Counter;
+  private readonly records: Counter<'result'>;
+  private readonly requests: Counter<'status'>;
 
   /**
    * @param enabled false only to measure what metrics cost (METRICS_ENABLED=false): the ingest
@@ -47,29 +69,41 @@ export class IngestMetrics {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ worker: workerId() });
     collectDefaultMetrics({ register: this.registry });
+    // Any collection folds every tally in, so each counter's collect does the same.
+    const collect = () => this.fold();
     this.receivedBytes = new Counter({
       name: 'ingest_received_bytes_total',
       help: 'Request body bytes as received (before decompression).',
       registers,
+      collect,
     });
     this.decodedBytes = new Counter({
       name: 'ingest_decoded_bytes_total',
       help: 'Request body bytes after decompression.',
       registers,
+      collect,
     });
-    const records = new Counter({
+    this.records = new Counter({
       name: 'ingest_records_total',
       help: 'Records seen, by result (valid rows written, invalid lines quarantined).',
       labelNames: ['result'],
       registers,
+      collect,
     });
-    this.recordsValid = records.labels('valid');
-    this.recordsInvalid = records.labels('invalid');
+    this.records.labels('valid').inc(0);
+    this.records.labels('invalid').inc(0);
     this.requests = new Counter({
       name: 'ingest_requests_total',
       help: 'Ingest requests answered, by HTTP status.',
       labelNames: ['status'],
       registers,
+      collect,
+    });
+    this.writtenBytes = new Counter({
+      name: 'csv_written_bytes_total',
+      help: 'Bytes appended to the CSV files.',
+      registers,
+      collect,
     });
     this.parseDuration = new FastHistogram(
       'ingest_parse_duration_seconds',
@@ -89,15 +123,14 @@ export class IngestMetrics {
       WRITE_BUCKETS,
       this.registry,
     );
-    this.writtenBytes = new Counter({
-      name: 'csv_written_bytes_total',
-      help: 'Bytes appended to the CSV files.',
-      registers,
-    });
-    this.inFlight = new Gauge({
+    const inFlight = () => this.inFlightSource();
+    new Gauge({
       name: 'ingest_in_flight_requests',
       help: 'Ingest requests being received or committed.',
       registers,
+      collect() {
+        this.set(inFlight());
+      },
     });
     new Gauge({
       name: 'csv_disk_free_bytes',
@@ -114,13 +147,34 @@ export class IngestMetrics {
     });
   }
 
-  /** Counts an answered ingest request (children are cached per status). */
-  countRequest(status: number): void {
-    let child = this.statusChildren.get(status);
-    if (child === undefined) {
-      child = this.requests.labels(String(status));
-      this.statusChildren.set(status, child);
-    }
-    child.inc();
+  /** A committed request: byte and record tallies and the parse/write latencies. */
+  recordIngest(r: IngestRecord): void {
+    if (!this.enabled) return;
+    this.received += r.receivedBytes;
+    this.decoded += r.decodedBytes;
+    this.written += r.writtenBytes;
+    this.valid += r.valid;
+    this.invalid += r.invalid;
+    this.parseDuration.observe(r.parseSeconds);
+    this.writeDuration.observe(r.writeSeconds);
+  }
+
+  /** An answered ingest request: its status and how long it took. */
+  recordAnswer(status: number, seconds: number): void {
+    if (!this.enabled) return;
+    this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
+    this.requestDuration.observe(seconds);
+  }
+
+  /** Moves the tallies into the prom-client counters (called when a scrape collects). */
+  private fold(): void {
+    if (this.received > 0) this.receivedBytes.inc(this.received);
+    if (this.decoded > 0) this.decodedBytes.inc(this.decoded);
+    if (this.written > 0) this.writtenBytes.inc(this.written);
+    if (this.valid > 0) this.records.labels('valid').inc(this.valid);
+    if (this.invalid > 0) this.records.labels('invalid').inc(this.invalid);
+    this.received = this.decoded = this.written = this.valid = this.invalid = 0;
+    for (const [status, n] of this.statuses) this.requests.labels(String(status)).inc(n);
+    this.statuses.clear();
   }
 }
