@@ -47,12 +47,12 @@ export interface CommitterOptions {
 }
 
 export interface CommitResult {
-  /** Day file the rows went to (absolute path). */
-  csvPath: string;
   csvBytes: number;
   quarantineBytes: number;
   /** Seconds spent waiting for the lock and writing (for csv_write_duration_seconds). */
   writeSeconds: number;
+  /** Descriptors this commit appended to (what a CSV_FSYNC group commit must sync). */
+  writtenFds: number[];
 }
 
 /** An open append descriptor and the identity of the file it was opened on. */
@@ -93,15 +93,6 @@ export class CsvCommitter {
     this.syncer = new GroupSync();
   }
 
-  /** Path of the CSV file for a date. */
-  csvPath(day: Date): string {
-    return this.pathsFor(day).csv;
-  }
-
-  quarantinePath(day: Date): string {
-    return this.pathsFor(day).quarantine;
-  }
-
   /** The day's two paths, built once per day rather than per commit. */
   private pathsFor(date: Date): { csv: string; quarantine: string } {
     const day = localDay(date);
@@ -120,8 +111,8 @@ export class CsvCommitter {
     const run = this.queue.then(() => this.commitLocked(rows, quarantine));
     this.queue = run.catch(() => undefined);
     return run.then(async (result) => {
-      if (this.options.fsync && (result.csvBytes > 0 || result.quarantineBytes > 0)) {
-        await this.syncer.sync(this.csv!.fd, result.quarantineBytes > 0 ? this.quarantine!.fd : -1);
+      if (this.options.fsync && result.writtenFds.length > 0) {
+        await this.syncer.sync(result.writtenFds);
       }
       return result;
     });
@@ -150,17 +141,17 @@ export class CsvCommitter {
       this.repair();
       const day = this.now();
       const result: CommitResult = {
-        csvPath: '',
         csvBytes: rows.length,
         quarantineBytes: quarantine.length,
         writeSeconds: 0,
+        writtenFds: [],
       };
-      const csv = (this.csv = this.reopenIfMoved(this.csv, this.csvPath(day)));
-      result.csvPath = csv.path;
+      const paths = this.pathsFor(day);
+      const csv = (this.csv = this.reopenIfMoved(this.csv, paths.csv));
       if (rows.length === 0 && quarantine.length === 0) return result;
       const q =
         quarantine.length > 0
-          ? (this.quarantine = this.reopenIfMoved(this.quarantine, this.quarantinePath(day)))
+          ? (this.quarantine = this.reopenIfMoved(this.quarantine, paths.quarantine))
           : null;
       const csvStart = fstatSync(csv.fd).size;
       const qStart = q === null ? 0 : fstatSync(q.fd).size;
@@ -179,6 +170,7 @@ export class CsvCommitter {
         throw err;
       }
       this.writeRecord('CLEAN\n');
+      result.writtenFds = q === null ? [csv.fd] : [csv.fd, q.fd];
       result.writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
       return result;
     } finally {
@@ -257,9 +249,8 @@ class GroupSync {
   private next: Promise<void> | null = null;
   private readonly fds = new Set<number>();
 
-  sync(csvFd: number, quarantineFd: number): Promise<void> {
-    this.fds.add(csvFd);
-    if (quarantineFd >= 0) this.fds.add(quarantineFd);
+  sync(fds: readonly number[]): Promise<void> {
+    for (const fd of fds) this.fds.add(fd);
     if (this.running === null) return (this.running = this.start());
     if (this.next === null) {
       this.next = this.running.then(

@@ -17,8 +17,6 @@ export interface BodyLimits {
   maxBodyBytes: number;
   maxDecodedBytes: number;
   bodyTimeoutMs: number;
-  /** Time left for the whole request. */
-  requestDeadlineMs: number;
   spillDir: string;
   spillThresholdBytes: number;
 }
@@ -71,6 +69,8 @@ export function readBody(
   encoding: string,
   requestId: string,
   limits: BodyLimits,
+  /** Time left for the whole request (REQUEST_TIMEOUT_MS minus what has passed). */
+  deadlineMs: number,
 ): Promise<ReadBody> {
   return new Promise<ReadBody>((resolve, reject) => {
     const rows = new PendingBytes(limits.spillDir, limits.spillThresholdBytes);
@@ -157,7 +157,7 @@ export function readBody(
     let idle = setTimeout(() => fail(new IngestError('body_timeout')), limits.bodyTimeoutMs);
     const whole = setTimeout(
       () => fail(new IngestError('request_timeout')),
-      Math.max(1, limits.requestDeadlineMs),
+      Math.max(1, deadlineMs),
     );
 
     const onData = (chunk: Buffer): void => {

@@ -1,6 +1,6 @@
 import { Controller, Inject, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { IngestError, toIngestError } from '../errors.js';
+import { toIngestError } from '../errors.js';
 import { sendError } from '../http-answers.js';
 import { INGEST_METRICS } from '../tokens.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
@@ -24,11 +24,9 @@ export class IngestController {
     const requestId = String(request.id);
     let status: number;
     let outcome: IngestOutcome | undefined;
-    let bodyRead = false;
     try {
       const encoding = this.ingest.admit(request.headers);
       outcome = await this.ingest.ingest(request.raw, encoding, requestId, startedAt);
-      bodyRead = true;
       status = 200;
       reply
         .code(200)
@@ -36,12 +34,12 @@ export class IngestController {
         .header('x-request-id', requestId)
         .send(successBody(outcome, requestId));
     } catch (err) {
-      const failure = err instanceof IngestError ? err : toIngestError(err);
+      const failure = toIngestError(err);
       status = failure.status;
       if (status >= 500 && failure.code !== 'overloaded') {
         request.log.error({ err: failure.cause ?? failure }, 'ingest failed');
       }
-      sendError(reply, failure, !bodyRead && !request.raw.complete);
+      sendError(reply, failure, !request.raw.complete);
     }
     const seconds = (performance.now() - startedAt) / 1000;
     this.metrics.recordAnswer(status, seconds);

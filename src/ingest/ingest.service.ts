@@ -4,10 +4,10 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IngestConfig } from '../config.js';
 import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
 import { CsvSinkProvider } from '../csv/csv-sink.provider.js';
-import { IngestError, toIngestError } from '../errors.js';
+import { IngestError } from '../errors.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { parseContentEncoding } from './body-decoder.js';
-import { readBody, type LineError } from './ingest-body.js';
+import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
 import { ShutdownDrain } from './shutdown-drain.js';
 
 export interface IngestOutcome {
@@ -24,6 +24,8 @@ export interface IngestOutcome {
 @Injectable()
 export class IngestService {
   private readonly tokens: Buffer[];
+  /** The body limits, built once from the configuration. */
+  private readonly limits: BodyLimits;
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -32,6 +34,16 @@ export class IngestService {
     private readonly drain: ShutdownDrain,
   ) {
     this.tokens = config.ingestTokens.map((t) => Buffer.from(t));
+    this.limits = {
+      columns: config.csvColumns,
+      eol: config.csvEol,
+      maxLineBytes: config.maxLineBytes,
+      maxBodyBytes: config.maxBodyBytes,
+      maxDecodedBytes: config.maxDecodedBytes,
+      bodyTimeoutMs: config.bodyTimeoutMs,
+      spillDir: config.csvDir,
+      spillThresholdBytes: config.spillThresholdBytes,
+    };
   }
 
   /**
@@ -62,21 +74,11 @@ export class IngestService {
     requestId: string,
     startedAt: number,
   ): Promise<IngestOutcome> {
-    const config = this.config;
     const metrics = this.metrics;
     const done = this.drain.begin();
     try {
-      const body = await readBody(req, encoding, requestId, {
-        columns: config.csvColumns,
-        eol: config.csvEol,
-        maxLineBytes: config.maxLineBytes,
-        maxBodyBytes: config.maxBodyBytes,
-        maxDecodedBytes: config.maxDecodedBytes,
-        bodyTimeoutMs: config.bodyTimeoutMs,
-        requestDeadlineMs: config.requestTimeoutMs - (performance.now() - startedAt),
-        spillDir: config.csvDir,
-        spillThresholdBytes: config.spillThresholdBytes,
-      });
+      const deadlineMs = this.config.requestTimeoutMs - (performance.now() - startedAt);
+      const body = await readBody(req, encoding, requestId, this.limits, deadlineMs);
       try {
         const written = await this.sink.commit(body.rows, body.quarantine);
         metrics.recordIngest({
@@ -88,8 +90,6 @@ export class IngestService {
           parseSeconds: body.parseSeconds,
           writeSeconds: written.writeSeconds,
         });
-      } catch (err) {
-        throw toIngestError(err);
       } finally {
         body.rows.dispose();
         body.quarantine.dispose();
