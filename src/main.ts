@@ -49,12 +49,42 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
  * Request logs go to stdout through an asynchronous, buffered pino destination: a synchronous
  * write per request blocks the event loop whenever the reader of stdout (pm2, a container
  * runtime) is slower than us. What is buffered is flushed every second and at exit.
+ *
+ * Under pm2 the lines must go through `process.stdout.write`: pm2 replaces it in its workers to
+ * send output to the app's log (`pm2 logs`, ~/.pm2/logs/*-out.log) and to pm2-runtime's stdout,
+ * while fd 1 of a pm2 worker is the daemon's own stdout (pm2.log under `pm2 start`).
  */
 function logDestination(): pino.DestinationStream {
+  if (process.env.pm_id !== undefined) return new BatchedStdout();
   const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
   setInterval(() => dest.flush(), 1000).unref();
   process.once('exit', () => dest.flushSync());
   return dest;
+}
+
+/** Lines gathered into one `process.stdout.write` per 4 KiB or per second, and at exit. */
+class BatchedStdout implements pino.DestinationStream {
+  private lines: string[] = [];
+  private size = 0;
+
+  constructor() {
+    setInterval(() => this.flush(), 1000).unref();
+    process.once('exit', () => this.flush());
+  }
+
+  write(line: string): void {
+    this.lines.push(line);
+    this.size += line.length;
+    if (this.size >= 4096) this.flush();
+  }
+
+  flush(): void {
+    if (this.size === 0) return;
+    const text = this.lines.join('');
+    this.lines = [];
+    this.size = 0;
+    process.stdout.write(text);
+  }
 }
 
 export async function createApp(config: IngestConfig): Promise<NestFastifyApplication> {

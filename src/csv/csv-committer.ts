@@ -13,9 +13,15 @@
  * The lock is an OFD lock (fcntl F_OFD_SETLK, through fs-native-extensions): it belongs to the
  * open file description, so the kernel drops it when a worker dies, even by SIGKILL, and two
  * descriptors in one process exclude each other too. fs-native-extensions was chosen over fs-ext
- * because it ships prebuilt binaries (no node-gyp at install), has a non-blocking `tryLock` for the
- * uncontended case and a `waitForLock` that waits on the libuv thread pool, not the event loop.
+ * because it ships prebuilt binaries (no node-gyp at install) and has a non-blocking `tryLock`.
  * Within a process commits are also queued in JS, so only one waits on the lock at a time.
+ *
+ * The lock is only ever held inside one synchronous stretch of code, never across an event-loop
+ * turn: a busy lock is polled with `tryLock` (every loop turn at first, then every millisecond).
+ * Waiting in the kernel instead (F_OFD_SETLKW on the thread pool, `waitForLock`) hands the lock
+ * to a thread whose event loop may be busy with other requests for milliseconds before it uses
+ * it; under load the two workers then convoy: with it, 13 % of commits at concurrency 8 took over
+ * 2.5 ms (lock wait included, csv_write_duration_seconds), up to 25 ms; polling, 3 %.
  *
  * The record is rewritten in place with pwrite: it lives in the page cache, which every process
  * shares and which survives a process crash. With `fsync`, the record is synced before the rows
@@ -34,7 +40,8 @@ import {
   fdatasyncSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { tryLock, unlock, waitForLock } from 'fs-native-extensions';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { tryLock, unlock } from 'fs-native-extensions';
 import { PendingBytes, writeFully } from './pending-bytes.js';
 
 export interface CommitterOptions {
@@ -67,6 +74,8 @@ const RECORD_BYTES = 4096;
 /** A record is at least this long on disk (a PENDING record with two paths fits). */
 const RECORD_PAD = 1024;
 const PIECE_BYTES = 1 << 20;
+/** How long a busy lock is retried on every event-loop turn before polling every millisecond. */
+const LOCK_SPIN_MS = 2;
 const { O_WRONLY, O_APPEND, O_CREAT, O_RDWR } = constants;
 
 export function localDay(d: Date): string {
@@ -136,7 +145,7 @@ export class CsvCommitter {
       const path = join(this.options.dir, `.${this.options.prefix}.lock`);
       this.lockFd = openSync(path, O_RDWR | O_CREAT, 0o644);
     }
-    if (!tryLock(this.lockFd)) await waitForLock(this.lockFd);
+    if (!tryLock(this.lockFd)) await this.pollLock();
     try {
       this.repair();
       const day = this.now();
@@ -175,6 +184,16 @@ export class CsvCommitter {
       return result;
     } finally {
       unlock(this.lockFd);
+    }
+  }
+
+  /** Retries `tryLock` until it succeeds: every event-loop turn for LOCK_SPIN_MS, then every 1 ms. */
+  private async pollLock(): Promise<void> {
+    const since = performance.now();
+    for (;;) {
+      if (performance.now() - since < LOCK_SPIN_MS) await nextTurn();
+      else await sleep(1);
+      if (tryLock(this.lockFd)) return;
     }
   }
 

@@ -9,11 +9,5 @@ declare module 'fs-native-extensions' {
     length?: number,
     opts?: LockOptions,
   ): boolean;
-  export function waitForLock(
-    fd: number,
-    offset?: number,
-    length?: number,
-    opts?: LockOptions,
-  ): Promise<void>;
   export function unlock(fd: number, offset?: number, length?: number): void;
 }

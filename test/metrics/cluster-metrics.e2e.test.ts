@@ -3,7 +3,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Agent } from 'node:http';
 import { freePort, send, tempDir } from '../support/server.js';
@@ -29,9 +29,12 @@ describe('GET /metrics on a 2-worker pm2 cluster', () => {
   const body = taxiBody(300, 5);
   const bad = Buffer.from('{"vendorid":1}\nnope\n{"vendorid":2}\n');
   const REQUESTS = 60;
+  /** Body bytes sent by the earlier tests, which the Prometheus test's total includes. */
+  let sentEarlier = 0;
 
   beforeAll(async () => {
-    cluster = await startCluster(2);
+    // Info level: the request log lines are checked too.
+    cluster = await startCluster(2, { LOG_LEVEL: 'info' });
   }, 60000);
   afterAll(async () => {
     await cluster?.kill();
@@ -56,7 +59,8 @@ describe('GET /metrics on a 2-worker pm2 cluster', () => {
     expect(new Set(received.map((s) => s.labels.worker))).toEqual(new Set(['0', '1']));
     expect(received.every((s) => s.value > 0)).toBe(true); // both workers took requests
     const sum = (xs: { value: number }[]) => xs.reduce((t, s) => t + s.value, 0);
-    expect(sum(received)).toBe((REQUESTS / 2) * (body.length + bad.length));
+    sentEarlier += (REQUESTS / 2) * (body.length + bad.length);
+    expect(sum(received)).toBe(sentEarlier);
     expect(sum(of('ingest_records_total', { result: 'valid' }))).toBe((REQUESTS / 2) * (300 + 2));
     expect(sum(of('ingest_records_total', { result: 'invalid' }))).toBe(REQUESTS / 2);
     expect(sum(of('ingest_requests_total', { status: '200' }))).toBe(REQUESTS);
@@ -69,6 +73,34 @@ describe('GET /metrics on a 2-worker pm2 cluster', () => {
     // Valid Prometheus text: each family's HELP and TYPE once.
     const types = scrape.text.split('\n').filter((l) => l.startsWith('# TYPE '));
     expect(new Set(types).size).toBe(types.length);
+  });
+
+  it("each request's log line reaches the app's pm2 log (pm2 logs), not the daemon's", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      const a = await send(`${cluster.url}/ingest`, bad);
+      expect(a.status).toBe(200);
+      sentEarlier += bad.length;
+      ids.push(String(a.headers['x-request-id']));
+    }
+    const appLog = join(cluster.home, 'logs', 'ndjson-ingest-out.log');
+    const linesOf = (file: string) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    // Lines are batched and flushed at least once a second.
+    await waitFor(() => {
+      const seen = new Set(linesOf(appLog).map((l) => l.request_id));
+      return Promise.resolve(ids.every((id) => seen.has(id)));
+    }, 10000);
+    for (const id of ids) {
+      const mine = linesOf(appLog).filter((l) => l.request_id === id);
+      expect(mine).toHaveLength(1);
+      expect(mine[0]).toMatchObject({ msg: 'ingest', status: 200, valid: 2, invalid: 1 });
+    }
+    const daemonLog = readFileSync(join(cluster.home, 'pm2.log'), 'utf8');
+    expect(ids.some((id) => daemonLog.includes(id))).toBe(false);
   });
 
   it('a real Prometheus scrapes it and rate(ingest_received_bytes_total) reads back', async () => {
@@ -121,9 +153,9 @@ describe('GET /metrics on a 2-worker pm2 cluster', () => {
         return rate > 0;
       }, 15000);
       expect(rate).toBeGreaterThan(0);
-      // The counter as Prometheus stored it covers every byte sent (earlier test included).
+      // The counter as Prometheus stored it covers every byte sent (earlier tests included).
       let total = 0;
-      const expected = sent + (REQUESTS / 2) * (body.length + bad.length);
+      const expected = sent + sentEarlier;
       await waitFor(async () => {
         const r = await query('sum(ingest_received_bytes_total)');
         total = Number(r.data.result[0]?.value[1] ?? 0);
