@@ -19,4 +19,6 @@ export default {
     ],
   },
   testTimeout: 60000,
+  globalSetup: '<rootDir>/test/support/global-setup.mjs',
+  globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
 };

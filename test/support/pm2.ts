@@ -3,6 +3,7 @@
  * temporary folder, and `pm2 kill` of that daemon afterwards.
  */
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, ROOT, send, tempDir } from './server.js';
@@ -64,6 +65,9 @@ export async function startCluster(
     },
     async kill() {
       await pm2('kill');
+      // The daemon is gone: its home (logs, sockets, dump) goes too. The CSV folder is the
+      // caller's to read and remove.
+      rmSync(home, { recursive: true, force: true });
     },
   };
   try {

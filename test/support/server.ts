@@ -34,8 +34,12 @@ export interface RunningServer {
   stop(signal?: NodeJS.Signals): Promise<number | string | null>;
 }
 
+/**
+ * A new temporary folder: under the test run's own folder when jest runs (removed by its global
+ * teardown, test/support/temp-root.mjs), else in the system's temp folder.
+ */
 export function tempDir(prefix = 'ndjson-ingest-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return mkdtempSync(join(process.env.NDJSON_INGEST_TEST_TMP ?? tmpdir(), prefix));
 }
 
 export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
