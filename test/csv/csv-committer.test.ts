@@ -5,7 +5,9 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawn } from 'node:child_process';
 import {
+  closeSync,
   existsSync,
+  openSync,
   mkdirSync,
   readFileSync,
   readdirSync,
@@ -14,6 +16,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
+import { tryLock, unlock } from 'fs-native-extensions';
 import { CsvCommitter, localDay } from '../../src/csv/csv-committer.js';
 import { PendingBytes } from '../../src/csv/pending-bytes.js';
 import { ROOT, tempDir } from '../support/server.js';
@@ -102,6 +105,35 @@ describe('CsvCommitter', () => {
     }
     await a.close();
     await b.close();
+  });
+
+  it('waits for a lock held elsewhere without blocking the event loop, then commits', async () => {
+    const dir = tempDir();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false });
+    await c.commit(pending(dir, 'first\r\n'), pending(dir, ''));
+    // Another open file description on the lock file: an OFD lock there excludes the committer
+    // exactly as another worker's would.
+    const other = openSync(join(dir, '.t.lock'), 'r+');
+    expect(tryLock(other)).toBe(true);
+    let done = false;
+    const commit = c.commit(pending(dir, 'second\r\n'), pending(dir, '')).then(() => (done = true));
+    let turns = 0;
+    const until = Date.now() + 150;
+    while (Date.now() < until) {
+      await new Promise((r) => setImmediate(r));
+      turns++;
+    }
+    expect(done).toBe(false);
+    expect(turns).toBeGreaterThan(10); // the loop kept turning while the commit waited
+    expect(readFileSync(join(dir, `t-${today()}.csv`), 'utf8')).toBe('first\r\n');
+    unlock(other);
+    await commit;
+    expect(readFileSync(join(dir, `t-${today()}.csv`), 'utf8')).toBe('first\r\nsecond\r\n');
+    // Between commits the committer holds no lock: another holder gets it at once.
+    expect(tryLock(other)).toBe(true);
+    unlock(other);
+    closeSync(other);
+    await c.close();
   });
 });
 
