@@ -20,7 +20,7 @@ import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { referenceBody } from '../test/support/taxi.js';
 import { ROOT, startServer } from '../test/support/server.js';
-import { cpuMs, runLoad } from './load.js';
+import { cpuMs, loadScenarios, runLoad, statsOf } from './load.js';
 import { machine, median } from './report.js';
 import { startNodeCluster, type BenchServer } from './servers.js';
 import { writeSection } from './write-section.js';
@@ -31,15 +31,13 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 4);
 const WARMUP = Number(process.env.WARMUP ?? 3000);
 
 const { body } = referenceBody();
-const records = body.reduce((n, byte) => (byte === 0x0a ? n + 1 : n), 0);
+const records = loadScenarios().expect.valid;
 const register = pathToFileURL(join(ROOT, 'bench', 'no-transform', 'register.mjs')).href;
 
 /** Checks every answer: the service counts every record, the two others none. */
 function answers(valid: number): (text: string) => boolean {
   return (text) => {
-    const stats = (
-      JSON.parse(text) as { result?: { stats?: { bytes?: number; records?: { valid?: number } } } }
-    ).result?.stats;
+    const stats = statsOf(text);
     return stats?.bytes === body.length && (stats.records?.valid ?? 0) === valid;
   };
 }

@@ -30,7 +30,7 @@ import {
 import { dirname, join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
 import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
-import { cpuMs, isAlive, loadScenarios, runLoad, type LoadRun } from './load.js';
+import { cpuMs, isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
 import { machine, median, percentile } from './report.js';
 import { startNodeCluster, startService, type BenchServer } from './servers.js';
 import { writeSection } from './write-section.js';
@@ -59,20 +59,6 @@ const scenarios = loadScenarios();
 const shapes = scenarios.shapes.map((s) => ({ ...s, requests: QUICK ? 256 : s.requests }));
 const concurrencies = shapes.map((s) => s.concurrency);
 const expected = scenarios.expect;
-
-interface Stats {
-  bytes?: number;
-  records?: { valid: number; invalid: number; total: number };
-}
-
-function statsOf(text: string): Stats | undefined {
-  try {
-    const answer = JSON.parse(text) as { result?: { status?: string; stats?: Stats } };
-    return answer.result?.status === 'ok' ? answer.result.stats : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Every ingesting answer must report the whole body and 1,600 valid records. */
 function verifyIngest(text: string): boolean {

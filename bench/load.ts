@@ -34,6 +34,21 @@ export function loadScenarios(): {
   return { path: s.path, shapes, expect: s.bodies.reference.expect };
 }
 
+/** The `stats` of a 200 answer (`{"result":{"status":"ok","stats":…}}`), or undefined. */
+export interface AnswerStats {
+  bytes?: number;
+  records?: { valid: number; invalid: number; total: number };
+}
+
+export function statsOf(text: string): AnswerStats | undefined {
+  try {
+    const answer = JSON.parse(text) as { result?: { status?: string; stats?: AnswerStats } };
+    return answer.result?.status === 'ok' ? answer.result.stats : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface LoadRun {
   requests: number;
   /** 2xx answers. */

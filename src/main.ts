@@ -55,22 +55,19 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
  * while fd 1 of a pm2 worker is the daemon's own stdout (pm2.log under `pm2 start`).
  */
 function logDestination(): pino.DestinationStream {
-  if (process.env.pm_id !== undefined) return new BatchedStdout();
-  const dest = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const dest =
+    process.env.pm_id !== undefined
+      ? new BatchedStdout()
+      : pino.destination({ dest: 1, sync: false, minLength: 4096 });
   setInterval(() => dest.flush(), 1000).unref();
   process.once('exit', () => dest.flushSync());
   return dest;
 }
 
-/** Lines gathered into one `process.stdout.write` per 4 KiB or per second, and at exit. */
+/** Lines gathered into one `process.stdout.write` per 4 KiB (and per second: logDestination). */
 class BatchedStdout implements pino.DestinationStream {
   private lines: string[] = [];
   private size = 0;
-
-  constructor() {
-    setInterval(() => this.flush(), 1000).unref();
-    process.once('exit', () => this.flush());
-  }
 
   write(line: string): void {
     this.lines.push(line);
@@ -84,6 +81,11 @@ class BatchedStdout implements pino.DestinationStream {
     this.lines = [];
     this.size = 0;
     process.stdout.write(text);
+  }
+
+  /** At exit: what is left goes out in one write, as during the run. */
+  flushSync(): void {
+    this.flush();
   }
 }
 
