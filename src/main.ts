@@ -14,6 +14,7 @@ import pino from 'pino';
 import { AppModule } from './app.module.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config.js';
 import { errorBody } from './errors.js';
+import { tuneHeapGrowth } from './heap-tuning.js';
 
 /** A client's X-Request-Id is kept when it is short and plain; otherwise a UUID is made. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -117,6 +118,7 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
 }
 
 async function main(): Promise<void> {
+  tuneHeapGrowth();
   loadDotenv({ quiet: true });
   let config: IngestConfig;
   try {
