@@ -42,11 +42,15 @@ export function tempDir(prefix = 'ndjson-ingest-'): string {
   return mkdtempSync(join(process.env.NDJSON_INGEST_TEST_TMP ?? tmpdir(), prefix));
 }
 
-export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
+export async function startServer(
+  env: Record<string, string> = {},
+  /** Options for node itself, before the script (V8 flags, which NODE_OPTIONS mostly refuses). */
+  nodeArgs: readonly string[] = [],
+): Promise<RunningServer> {
   if (!existsSync(MAIN)) throw new Error(`${MAIN} is missing: run npm run build (npm test does)`);
   const port = await freePort();
   const csvDir = env.CSV_DIR ?? join(tempDir(), 'csv');
-  const proc = spawn(process.execPath, [MAIN], {
+  const proc = spawn(process.execPath, [...nodeArgs, MAIN], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH,

@@ -1,0 +1,132 @@
+/**
+ * npm run bench:gc [-- --write]
+ *
+ * What the heap tuning (src/heap-tuning.ts) is worth: WORKERS (default 3) fresh workers as
+ * shipped, beside as many started with `--heap-growing-percent=0` (V8's own heuristic, which the
+ * command line restores), one `node dist/main.js` each. Every worker takes WARMUP (default 500)
+ * requests, then all sit idle for IDLE_MS (default 12,000: long enough for V8's memory reducer,
+ * as between a quiet night and a busy morning), then ROUNDS (default 5) × REQUESTS (default 400)
+ * at CONCURRENCY (default 4), interleaved. Full and young-generation GCs are read from each
+ * worker's own /metrics (`nodejs_gc_duration_seconds_count`), CPU from /proc.
+ *
+ * With --write, the table replaces the gc section of BENCHMARKS.md.
+ */
+import { rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { send, startServer, type RunningServer } from '../test/support/server.js';
+import { referenceBody } from '../test/support/taxi.js';
+import { cpuMs, loadScenarios, memoryOf, runLoad, statsOf } from './load.js';
+import { machine, median } from './report.js';
+import { writeSection } from './write-section.js';
+
+const WORKERS = Number(process.env.WORKERS ?? 3);
+const WARMUP = Number(process.env.WARMUP ?? 500);
+const IDLE_MS = Number(process.env.IDLE_MS ?? 12000);
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const REQUESTS = Number(process.env.REQUESTS ?? 400);
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 4);
+
+const { body } = referenceBody();
+const records = loadScenarios().expect.valid;
+
+const VARIANTS = [
+  { name: 'as shipped', nodeArgs: [] as string[] },
+  { name: 'V8 heuristic', nodeArgs: ['--heap-growing-percent=0'] },
+];
+
+interface Worker {
+  variant: string;
+  server: RunningServer;
+  cpu: number[];
+  requests: number;
+  gc0: Record<string, number>;
+  gc1: Record<string, number>;
+}
+
+/** `nodejs_gc_duration_seconds_count` by kind (major, minor, incremental, weakcb). */
+async function gcCounts(s: RunningServer): Promise<Record<string, number>> {
+  const text = (await send(`${s.url}/metrics`, null, { method: 'GET' })).text;
+  const counts: Record<string, number> = {};
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) {
+    const kind = /kind="(\w+)"/.exec(m[1])?.[1];
+    if (kind !== undefined) counts[kind] = Number(m[2]);
+  }
+  return counts;
+}
+
+async function load(w: Worker, amount: number): Promise<number> {
+  const pid = w.server.proc.pid!;
+  const cpu0 = cpuMs([pid]);
+  const r = await runLoad({
+    url: `${w.server.url}/ingest`,
+    body,
+    connections: CONCURRENCY,
+    amount,
+    verifyBody: (text) => statsOf(text)?.records?.valid === records,
+  });
+  if (r.ok !== amount || r.mismatches > 0) {
+    throw new Error(`${w.variant}: ${r.ok} of ${amount} answered 2xx, ${r.mismatches} bad`);
+  }
+  return (cpuMs([pid]) - cpu0) / r.ok;
+}
+
+const workers: Worker[] = [];
+try {
+  for (let i = 0; i < WORKERS; i++) {
+    for (const v of VARIANTS) {
+      const server = await startServer({ LOG_LEVEL: 'info' }, v.nodeArgs);
+      workers.push({ variant: v.name, server, cpu: [], requests: 0, gc0: {}, gc1: {} });
+    }
+  }
+  for (const w of workers) await load(w, WARMUP);
+  console.log(`warmed up; idle for ${IDLE_MS} ms`);
+  await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+  for (const w of workers) w.gc0 = await gcCounts(w.server);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let k = 0; k < workers.length; k++) {
+      const w = workers[(round + k) % workers.length]; // rotate who runs first
+      w.cpu.push(await load(w, REQUESTS));
+      w.requests += REQUESTS;
+    }
+    console.log(
+      `round ${round + 1}: ${workers.map((w) => `${w.variant} ${w.cpu[round].toFixed(2)}`).join(', ')} ms/req`,
+    );
+  }
+  for (const w of workers) w.gc1 = await gcCounts(w.server);
+
+  const per1000 = (w: Worker, kind: string) =>
+    (((w.gc1[kind] ?? 0) - (w.gc0[kind] ?? 0)) * 1000) / w.requests;
+  const rows = workers.map(
+    (w, i) =>
+      `| ${w.variant} | ${Math.floor(i / VARIANTS.length) + 1} | ${median(w.cpu).toFixed(2)} | ` +
+      `${Math.min(...w.cpu).toFixed(2)}–${Math.max(...w.cpu).toFixed(2)} | ` +
+      `${per1000(w, 'major').toFixed(1)} | ${per1000(w, 'minor').toFixed(1)} | ` +
+      `${(memoryOf(w.server.proc.pid!).peakRss / 2 ** 20).toFixed(0)} |`,
+  );
+  const of = (name: string) => workers.filter((w) => w.variant === name);
+  const cpuOf = (name: string) => median(of(name).flatMap((w) => w.cpu));
+  const [shipped, heuristic] = VARIANTS.map((v) => cpuOf(v.name));
+  const section = [
+    `${WORKERS} fresh workers per variant (\`node dist/main.js\`, one log line per request), the load generator (autocannon, keep-alive) on the other core: ${WARMUP} warm-up requests each, all idle for ${(IDLE_MS / 1000).toFixed(0)} s, then ${ROUNDS} interleaved rounds × ${REQUESTS} requests of the reference body at concurrency ${CONCURRENCY}. GCs from each worker's \`/metrics\` over the rounds; CPU: user + system time per request (\`/proc/<pid>/stat\`); peak RSS: VmHWM.`,
+    '',
+    '| variant | worker | CPU ms/request, median | range | full GCs / 1,000 req | young-generation GCs / 1,000 req | peak RSS MiB |',
+    '|---|---:|---:|---|---:|---:|---:|',
+    ...rows,
+    '',
+    `Median over all rounds: as shipped **${shipped.toFixed(2)} ms**, V8's heuristic **${heuristic.toFixed(2)} ms** per request (${((100 * (heuristic - shipped)) / heuristic).toFixed(0)} % less CPU as shipped).`,
+    '',
+    `Machine: ${machine()}.`,
+    'Command: `npm run bench:gc -- --write`.',
+    `Date: ${new Date().toISOString().slice(0, 10)}.`,
+  ].join('\n');
+  console.log(`\n${section}`);
+  if (process.argv.includes('--write')) {
+    await writeSection(new URL('../BENCHMARKS.md', import.meta.url), 'gc', section);
+    console.log('\nwrote the gc section of BENCHMARKS.md');
+  }
+} finally {
+  for (const w of workers) {
+    await w.server.stop();
+    rmSync(dirname(w.server.csvDir), { recursive: true, force: true });
+  }
+}
