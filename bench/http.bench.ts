@@ -10,6 +10,10 @@
  * - ceiling: bench/ceiling-server.ts, a node:http cluster that only drains the body;
  * - naive: bench/naive-server.ts, Nest + Fastify, buffered body, JSON.parse per line.
  *
+ * and two variants of the service, to attribute its cost: no-metrics (METRICS_ENABLED=false) and
+ * no-transform (the same build under pm2 with its transform replaced by a stub, bench/no-transform/:
+ * what Nest, Fastify, pm2 and the request handling cost without any parsing).
+ *
  * Writes the http section of BENCHMARKS.md, bench/results/report.html (charts) and
  * bench/results/http.json (quick runs: BENCHMARKS-quick.md, report-quick.html and http-quick.json
  * in bench/results, so a smoke run never overwrites a measurement), and checks that the
@@ -28,6 +32,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { referenceBody } from '../test/support/taxi.js';
 import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
 import { cpuMs, isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
@@ -44,12 +49,16 @@ const ROOT = new URL('..', import.meta.url);
 const RESULTS = new URL('results/', import.meta.url);
 const SUFFIX = QUICK ? '-quick' : '';
 const REPORT_HTML = `bench/results/report${SUFFIX}.html`;
-/** `no-metrics`: the service with METRICS_ENABLED=false, to measure what metrics cost. */
-const NAMES = ['service', 'no-metrics', 'naive', 'ceiling'] as const;
+/**
+ * `no-metrics`: the service with METRICS_ENABLED=false, to measure what metrics cost;
+ * `no-transform`: the service without its transform, what everything around the parsing costs.
+ */
+const NAMES = ['service', 'no-metrics', 'no-transform', 'naive', 'ceiling'] as const;
 type Name = (typeof NAMES)[number];
 const COLORS: Record<Name, string> = {
   service: '#1f5fbf',
   'no-metrics': '#2e9e5b',
+  'no-transform': '#8e44ad',
   naive: '#d9730d',
   ceiling: '#6b6b6b',
 };
@@ -69,6 +78,12 @@ function verifyIngest(text: string): boolean {
     s.records.invalid === expected.invalid &&
     s.records.total === expected.valid + expected.invalid
   );
+}
+
+/** The service without its transform reads the whole body and counts no record. */
+function verifyNoTransform(text: string): boolean {
+  const s = statsOf(text);
+  return s?.bytes === body.length && s.records?.total === 0;
 }
 
 /** The ceiling only counts bytes. */
@@ -121,7 +136,8 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
     body,
     connections: concurrency,
     amount,
-    verifyBody: name === 'ceiling' ? verifyDrain : verifyIngest,
+    verifyBody:
+      name === 'ceiling' ? verifyDrain : name === 'no-transform' ? verifyNoTransform : verifyIngest,
   });
   // Let work done after the answers (a log line, a commit's last step) land in this run's CPU.
   await new Promise((r) => setTimeout(r, SETTLE_MS));
@@ -209,6 +225,12 @@ async function main(): Promise<void> {
   const noMetrics = await startService({ METRICS_ENABLED: 'false' });
   servers.set('no-metrics', { ...noMetrics, name: 'no-metrics' });
   tempDirs.push(dirname(noMetrics.cluster.csvDir));
+  const stub = pathToFileURL(
+    join(dirname(new URL(import.meta.url).pathname), 'no-transform', 'register.mjs'),
+  );
+  const noTransform = await startService({ NODE_OPTIONS: `--import=${stub.href}` });
+  servers.set('no-transform', { ...noTransform, name: 'no-transform' });
+  tempDirs.push(dirname(noTransform.cluster.csvDir));
   servers.set('ceiling', await startNodeCluster('ceiling', 'ceiling-server.ts'));
   servers.set('naive', await startNodeCluster('naive', 'naive-server.ts', { CSV_DIR: naiveCsv }));
   for (const s of servers.values())
@@ -359,6 +381,11 @@ async function main(): Promise<void> {
       // (57 ns per request, measured directly by `npm run bench:metrics`).
       return `INFO  metrics, side by side: median ${fmt(100 * cost, 1)}% more server CPU per request with metrics, over ${metricsCosts.length} runs (c2 each; ${spread}); the direct cost is in the metrics section`;
     })(),
+    (() => {
+      // What the shape costs without any parsing: the bound on the service's ratio to the ceiling.
+      const xs = high.map((c) => row('no-transform', c).xCeiling);
+      return `INFO  no-transform (the service without its transform) MB/s × ceiling: ${xs.map((x, i) => `c${high[i]} ${fmt(x, 2)}×`).join(', ')}; p99 at c${cMax}: ${fmt(row('no-transform', cMax).p99, 2)} ms`;
+    })(),
   ];
 
   const date = new Date().toISOString().slice(0, 10);
@@ -374,13 +401,14 @@ async function main(): Promise<void> {
   const section = [
     `Body: ${source}, ${body.length.toLocaleString('en-US')} bytes, \`POST ${scenarios.path}\`; keep-alive, ` +
       `pipelining 1, autocannon in one process on the same machine; ${shapes[0].requests.toLocaleString('en-US')} ` +
-      `requests per run at concurrency ${concurrencies.join(', ')}; the four servers interleaved ` +
+      `requests per run at concurrency ${concurrencies.join(', ')}; the five servers interleaved ` +
       `(order rotated), ${REPEATS} repeat(s) after a warm-up of ${WARMUP} requests per server at ` +
       `c${cMin} and c${cMax}; medians over the repeats.${QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''}`,
     '',
     '- **service**: `pm2 start ecosystem.config.js`, cluster mode, `INSTANCES=max`, metrics on, default log level (one line per request)',
     '- **no-metrics**: the same with `METRICS_ENABLED=false`; besides the table, ' +
       `${QUICK ? 2 : 10} runs loading service and no-metrics at the same time (c2 each) give the metrics' cost in server CPU per request`,
+    '- **no-transform**: the service as above with its transform replaced by a stub that drops every chunk (`bench/no-transform/`, a module-resolution hook given in `NODE_OPTIONS`): Nest, Fastify, pm2, limits, logging, metrics and the answer, no parsing and no rows',
     '- **ceiling**: `bench/ceiling-server.ts`, node:http cluster, one worker per core, drains the body and answers a small JSON',
     '- **naive**: `bench/naive-server.ts`, Nest + Fastify cluster, one worker per core: body buffered, `JSON.parse` per line, `fs.appendFile`',
     '',
