@@ -20,6 +20,8 @@ export const apps = [
     // worker that is still answering.
     kill_timeout: shutdownTimeoutMs + 5000,
     max_memory_restart: '512M',
+    // No node_args: each worker sets V8's heap growth itself (src/heap-tuning.ts, README "Heap
+    // growth"). `node_args: ['--heap-growing-percent=N']` here would override it.
     merge_logs: true,
     time: false,
     env: { NODE_ENV: 'production' },
