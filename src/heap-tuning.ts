@@ -6,12 +6,13 @@
  * times a factor it derives from its own GC and allocation speeds; with so little old-generation
  * allocation that factor often falls to its minimum, 1.1, leaving ~2 MB of headroom, less than the
  * young generation. From then on every young-generation cycle ends in a full mark-compact instead
- * of a scavenge, and the worker stays there. Which state a worker lands in depends on its first
- * seconds, so identical workers measured 1.9–2.4 or 3.0–3.8 ms of CPU per request side by side
- * (~60 mark-compacts per 2,000 requests against 2–4). A fixed factor of 3 keeps every worker in
- * the good state: 2–4 mark-compacts per 2,000 requests, ~35 % less CPU per request, and a lower
- * peak RSS (110–135 MiB against 145–151). Figures and the command in BENCHMARKS.md
- * ("Garbage collection").
+ * of a scavenge, and the worker stays there. Whether a worker falls into that state depends on
+ * its history (an idle spell of ~10 s was the surest way in), so identical workers side by side
+ * measured 1.4–2.0 or 2.4–3.8 ms of CPU per request, with 2–4 or ~60 mark-compacts per 2,000
+ * requests. A fixed factor of 3 keeps every worker out of it: `npm run bench:gc` measured 1.93 ms
+ * against 3.05 (37 % less CPU per request), no full GC against 23–25 per 1,000 requests, and a
+ * lower peak RSS (133–138 MiB against 147–152). Details in BENCHMARKS.md ("Garbage collection
+ * was the largest single cost").
  *
  * V8 reads `--heap-growing-percent` whenever it computes a limit, so setting it at start-up
  * works whichever way the worker was started (pm2, `node dist/main.js`). A value given on the
