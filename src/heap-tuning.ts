@@ -3,9 +3,10 @@
  *
  * Why: this service keeps little on the JS heap (~19 MB live) while every request streams
  * ~0.6 MB through short-lived Buffers. V8 sizes the next old-generation limit from the live size
- * times a factor it derives from its own GC and allocation speeds; with so little old-generation
- * allocation that factor often falls to its minimum, 1.1, leaving ~2 MB of headroom, less than the
- * young generation. From then on every young-generation cycle ends in a full mark-compact instead
+ * times a factor it derives from its own GC and allocation speeds, and after a GC asked to reduce
+ * memory (V8's memory reducer runs those after an idle spell) it uses the minimum, 1.1
+ * (`HeapGrowingMode::kMinimal` in V8's heap-controller.cc). With ~19 MB live that leaves ~2 MB of
+ * headroom, less than the young generation. From then on every young-generation cycle ends in a full mark-compact instead
  * of a scavenge, and the worker stays there. Whether a worker falls into that state depends on
  * its history (an idle spell of ~10 s was the surest way in), so identical workers side by side
  * measured 1.4–2.0 or 2.4–3.8 ms of CPU per request, with 2–4 or ~60 mark-compacts per 2,000
