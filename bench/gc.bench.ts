@@ -13,7 +13,7 @@
  */
 import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { send, startServer, type RunningServer } from '../test/support/server.js';
+import { gcCounts, startServer, type RunningServer } from '../test/support/server.js';
 import { referenceBody } from '../test/support/taxi.js';
 import { cpuMs, loadScenarios, memoryOf, runLoad, statsOf } from './load.js';
 import { machine, median } from './report.js';
@@ -43,17 +43,6 @@ interface Worker {
   gc1: Record<string, number>;
 }
 
-/** `nodejs_gc_duration_seconds_count` by kind (major, minor, incremental, weakcb). */
-async function gcCounts(s: RunningServer): Promise<Record<string, number>> {
-  const text = (await send(`${s.url}/metrics`, null, { method: 'GET' })).text;
-  const counts: Record<string, number> = {};
-  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) {
-    const kind = /kind="(\w+)"/.exec(m[1])?.[1];
-    if (kind !== undefined) counts[kind] = Number(m[2]);
-  }
-  return counts;
-}
-
 async function load(w: Worker, amount: number): Promise<number> {
   const pid = w.server.proc.pid!;
   const cpu0 = cpuMs([pid]);
@@ -81,7 +70,7 @@ try {
   for (const w of workers) await load(w, WARMUP);
   console.log(`warmed up; idle for ${IDLE_MS} ms`);
   await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
-  for (const w of workers) w.gc0 = await gcCounts(w.server);
+  for (const w of workers) w.gc0 = await gcCounts(w.server.url);
   for (let round = 0; round < ROUNDS; round++) {
     for (let k = 0; k < workers.length; k++) {
       const w = workers[(round + k) % workers.length]; // rotate who runs first
@@ -92,7 +81,7 @@ try {
       `round ${round + 1}: ${workers.map((w) => `${w.variant} ${w.cpu[round].toFixed(2)}`).join(', ')} ms/req`,
     );
   }
-  for (const w of workers) w.gc1 = await gcCounts(w.server);
+  for (const w of workers) w.gc1 = await gcCounts(w.server.url);
 
   const per1000 = (w: Worker, kind: string) =>
     (((w.gc1[kind] ?? 0) - (w.gc0[kind] ?? 0)) * 1000) / w.requests;

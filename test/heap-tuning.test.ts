@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Agent } from 'node:http';
 import { HEAP_GROWING_PERCENT, tuneHeapGrowth } from '../src/heap-tuning.js';
-import { send, startServer, type RunningServer } from './support/server.js';
+import { gcCounts, send, startServer, type RunningServer } from './support/server.js';
 import { referenceBody } from './support/taxi.js';
 
 describe('tuneHeapGrowth', () => {
@@ -34,17 +34,6 @@ describe('a worker under sustained load', () => {
     await s?.stop();
   });
 
-  /** `nodejs_gc_duration_seconds_count` by kind. */
-  async function gcCounts(): Promise<Record<string, number>> {
-    const text = (await send(`${s.url}/metrics`, null, { method: 'GET' })).text;
-    const counts: Record<string, number> = {};
-    for (const m of text.matchAll(/^nodejs_gc_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) {
-      const kind = /kind="(\w+)"/.exec(m[1])?.[1];
-      if (kind !== undefined) counts[kind] = Number(m[2]);
-    }
-    return counts;
-  }
-
   async function load(requests: number): Promise<void> {
     const lane = async (n: number) => {
       for (let i = 0; i < n; i++) {
@@ -62,9 +51,9 @@ describe('a worker under sustained load', () => {
     // and 21 mark-compacts in the 800 requests below over four runs without the tuning, 0 in
     // every run with it.
     await new Promise((resolve) => setTimeout(resolve, 12000));
-    const before = await gcCounts();
+    const before = await gcCounts(s.url);
     await load(800);
-    const after = await gcCounts();
+    const after = await gcCounts(s.url);
     const minor = (after.minor ?? 0) - (before.minor ?? 0);
     const major = (after.major ?? 0) - (before.major ?? 0);
     // 800 requests stream ~470 MB through Buffers: dozens of young-generation collections.

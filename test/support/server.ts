@@ -95,6 +95,17 @@ export async function startServer(
   };
 }
 
+/** `nodejs_gc_duration_seconds_count` of a worker's own /metrics, by kind (major, minor, …). */
+export async function gcCounts(url: string): Promise<Record<string, number>> {
+  const text = (await send(`${url}/metrics`, null, { method: 'GET' })).text;
+  const counts: Record<string, number> = {};
+  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) {
+    const kind = /kind="(\w+)"/.exec(m[1])?.[1];
+    if (kind !== undefined) counts[kind] = Number(m[2]);
+  }
+  return counts;
+}
+
 export interface Answer {
   status: number;
   headers: IncomingHttpHeaders;
