@@ -16,13 +16,12 @@
  * 3,000) requests per server: a fresh worker needs ~2,000 requests to reach steady state.
  */
 import { rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { dirname } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
-import { ROOT, startServer } from '../test/support/server.js';
+import { startServer } from '../test/support/server.js';
 import { cpuMs, loadScenarios, runLoad, statsOf } from './load.js';
 import { machine, median } from './report.js';
-import { startNodeCluster, type BenchServer } from './servers.js';
+import { NO_TRANSFORM_NODE_OPTIONS, startNodeCluster, type BenchServer } from './servers.js';
 import { writeSection } from './write-section.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 8);
@@ -32,7 +31,6 @@ const WARMUP = Number(process.env.WARMUP ?? 3000);
 
 const { body } = referenceBody();
 const records = loadScenarios().expect.valid;
-const register = pathToFileURL(join(ROOT, 'bench', 'no-transform', 'register.mjs')).href;
 
 /** Checks every answer: the service counts every record, the two others none. */
 function answers(valid: number): (text: string) => boolean {
@@ -60,7 +58,7 @@ const servers: { server: BenchServer; verify: (text: string) => boolean }[] = []
 try {
   servers.push({ server: await single('service', {}), verify: answers(records) });
   servers.push({
-    server: await single('no-transform', { NODE_OPTIONS: `--import=${register}` }),
+    server: await single('no-transform', { NODE_OPTIONS: NO_TRANSFORM_NODE_OPTIONS }),
     verify: answers(0),
   });
   servers.push({

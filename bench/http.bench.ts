@@ -32,12 +32,16 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { referenceBody } from '../test/support/taxi.js';
 import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
 import { cpuMs, isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
 import { machine, median, percentile } from './report.js';
-import { startNodeCluster, startService, type BenchServer } from './servers.js';
+import {
+  NO_TRANSFORM_NODE_OPTIONS,
+  startNodeCluster,
+  startService,
+  type BenchServer,
+} from './servers.js';
 import { writeSection } from './write-section.js';
 import { tempDir } from '../test/support/server.js';
 
@@ -225,10 +229,7 @@ async function main(): Promise<void> {
   const noMetrics = await startService({ METRICS_ENABLED: 'false' });
   servers.set('no-metrics', { ...noMetrics, name: 'no-metrics' });
   tempDirs.push(dirname(noMetrics.cluster.csvDir));
-  const stub = pathToFileURL(
-    join(dirname(new URL(import.meta.url).pathname), 'no-transform', 'register.mjs'),
-  );
-  const noTransform = await startService({ NODE_OPTIONS: `--import=${stub.href}` });
+  const noTransform = await startService({ NODE_OPTIONS: NO_TRANSFORM_NODE_OPTIONS });
   servers.set('no-transform', { ...noTransform, name: 'no-transform' });
   tempDirs.push(dirname(noTransform.cluster.csvDir));
   servers.set('ceiling', await startNodeCluster('ceiling', 'ceiling-server.ts'));

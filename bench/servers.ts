@@ -6,10 +6,17 @@
 import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { startCluster, type Pm2Cluster } from '../test/support/pm2.js';
 import { freePort, ROOT } from '../test/support/server.js';
 import type { ClusterReady } from './cluster-primary.js';
 import { isAlive } from './load.js';
+
+/**
+ * NODE_OPTIONS that make a built service run without its transform: bench/no-transform/ swaps
+ * NdjsonCsvTransform for a stub that drops every chunk (the service itself has no such switch).
+ */
+export const NO_TRANSFORM_NODE_OPTIONS = `--import=${pathToFileURL(join(ROOT, 'bench', 'no-transform', 'register.mjs')).href}`;
 
 export interface BenchServer {
   name: string;
