@@ -20,9 +20,9 @@ import { dirname } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
 import { startServer } from '../test/support/server.js';
 import { cpuMs, loadScenarios, runLoad, statsOf } from './load.js';
-import { machine, median } from './report.js';
+import { median, provenance } from './report.js';
 import { NO_TRANSFORM_NODE_OPTIONS, startNodeCluster, type BenchServer } from './servers.js';
-import { writeSection } from './write-section.js';
+import { publishSection } from './write-section.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 8);
 const REQUESTS = Number(process.env.REQUESTS ?? 800);
@@ -112,15 +112,9 @@ try {
     `- transform + commit of the rows (service − no-transform): **${(service - noTransform).toFixed(3)} ms** per request, ${((100 * (service - noTransform)) / service).toFixed(0)} % of the service's CPU`,
     `- Nest, Fastify and the request handling around the body (no-transform − ceiling): **${(noTransform - ceiling).toFixed(3)} ms** per request`,
     '',
-    `Machine: ${machine()}.`,
-    'Command: `npm run bench:breakdown -- --write`.',
-    `Date: ${new Date().toISOString().slice(0, 10)}.`,
+    ...provenance('npm run bench:breakdown -- --write'),
   ].join('\n');
-  console.log(`\n${section}`);
-  if (process.argv.includes('--write')) {
-    await writeSection(new URL('../BENCHMARKS.md', import.meta.url), 'breakdown', section);
-    console.log('\nwrote the breakdown section of BENCHMARKS.md');
-  }
+  await publishSection('breakdown', section);
 } finally {
   for (const { server } of servers) await server.stop();
 }

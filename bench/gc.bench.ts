@@ -16,8 +16,8 @@ import { dirname } from 'node:path';
 import { gcCounts, startServer, type RunningServer } from '../test/support/server.js';
 import { referenceBody } from '../test/support/taxi.js';
 import { cpuMs, loadScenarios, memoryOf, runLoad, statsOf } from './load.js';
-import { machine, median } from './report.js';
-import { writeSection } from './write-section.js';
+import { median, provenance } from './report.js';
+import { publishSection } from './write-section.js';
 
 const WORKERS = Number(process.env.WORKERS ?? 3);
 const WARMUP = Number(process.env.WARMUP ?? 500);
@@ -104,15 +104,9 @@ try {
     '',
     `Median over all rounds: as shipped **${shipped.toFixed(2)} ms**, V8's heuristic **${heuristic.toFixed(2)} ms** per request (${((100 * (heuristic - shipped)) / heuristic).toFixed(0)} % less CPU as shipped).`,
     '',
-    `Machine: ${machine()}.`,
-    'Command: `npm run bench:gc -- --write`.',
-    `Date: ${new Date().toISOString().slice(0, 10)}.`,
+    ...provenance('npm run bench:gc -- --write'),
   ].join('\n');
-  console.log(`\n${section}`);
-  if (process.argv.includes('--write')) {
-    await writeSection(new URL('../BENCHMARKS.md', import.meta.url), 'gc', section);
-    console.log('\nwrote the gc section of BENCHMARKS.md');
-  }
+  await publishSection('gc', section);
 } finally {
   for (const w of workers) {
     await w.server.stop();

@@ -35,7 +35,7 @@ import { dirname, join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
 import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
 import { cpuMs, isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
-import { machine, median, percentile } from './report.js';
+import { machine, median, percentile, provenance } from './report.js';
 import {
   NO_TRANSFORM_NODE_OPTIONS,
   startNodeCluster,
@@ -442,9 +442,7 @@ async function main(): Promise<void> {
     '',
     `Charts: \`${REPORT_HTML}\` (generated, not committed).`,
     '',
-    `Machine: ${machine()}.`,
-    `Command: \`${command}\`.`,
-    `Date: ${date}.`,
+    ...provenance(command, date),
   ].join('\n');
 
   console.log(`\n${section}`);

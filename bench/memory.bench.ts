@@ -20,7 +20,7 @@ import { loadConfig } from '../src/config.js';
 import { send, startServer, tempDir, type RunningServer } from '../test/support/server.js';
 import { prng, taxiBody, taxiLine } from '../test/support/taxi.js';
 import { memoryOf } from './load.js';
-import { machine } from './report.js';
+import { provenance } from './report.js';
 import { writeSection } from './write-section.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -252,9 +252,7 @@ async function main(): Promise<void> {
     ...targets,
     '```',
     '',
-    `Machine: ${machine()}.`,
-    `Command: \`${command}\`.`,
-    `Date: ${new Date().toISOString().slice(0, 10)}.`,
+    ...provenance(command),
   ].join('\n');
   console.log(`\n${section}`);
   mkdirSync(RESULTS, { recursive: true });

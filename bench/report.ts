@@ -17,6 +17,14 @@ export function machine(): string {
   return `${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node.js ${process.version}`;
 }
 
+/** The closing lines of every report section: where, how and when it was measured. */
+export function provenance(
+  command: string,
+  date = new Date().toISOString().slice(0, 10),
+): string[] {
+  return [`Machine: ${machine()}.`, `Command: \`${command}\`.`, `Date: ${date}.`];
+}
+
 /** Replaces the text between `<!-- name:start -->` and `<!-- name:end -->`, or appends it. */
 export function replaceSection(doc: string, name: string, body: string): string {
   const start = `<!-- ${name}:start -->`;

@@ -8,6 +8,18 @@ import { fileURLToPath } from 'node:url';
 import { format, resolveConfig } from 'prettier';
 import { replaceSection } from './report.js';
 
+/**
+ * Prints a report section; with `--write` on the command line, also writes it into BENCHMARKS.md
+ * (the benchmarks whose sections are only rewritten on request).
+ */
+export async function publishSection(name: string, body: string): Promise<void> {
+  console.log(`\n${body}`);
+  if (process.argv.includes('--write')) {
+    await writeSection(new URL('../BENCHMARKS.md', import.meta.url), name, body);
+    console.log(`\nwrote the ${name} section of BENCHMARKS.md`);
+  }
+}
+
 export async function writeSection(file: URL, name: string, body: string): Promise<void> {
   const path = fileURLToPath(file);
   const doc = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n';
