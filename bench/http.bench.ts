@@ -104,7 +104,33 @@ interface Measured {
   p50: number;
   p99: number;
   cpuPerRequest: number;
+  /**
+   * The service only: how its keep-alive connections fell on its workers, from each worker's
+   * answered requests in this run (`ingest_requests_total` by worker), e.g. "4/4" or "6/2".
+   */
+  split?: string;
   run: LoadRun;
+}
+
+/** Answered ingest requests so far per pm2 worker, from the service's cluster-wide /metrics. */
+async function requestsByWorker(url: string): Promise<Map<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const counts = new Map<string, number>();
+  for (const m of text.matchAll(/^ingest_requests_total\{([^}]*)\} (\d+)/gm)) {
+    const worker = /worker="([^"]*)"/.exec(m[1])?.[1] ?? '?';
+    counts.set(worker, (counts.get(worker) ?? 0) + Number(m[2]));
+  }
+  return counts;
+}
+
+/** Connections per worker, largest first, as "5/3": each worker's share of the requests × c. */
+function splitOf(before: Map<string, number>, after: Map<string, number>, c: number): string {
+  const done = [...after].map(([w, n]) => n - (before.get(w) ?? 0));
+  const total = done.reduce((a, b) => a + b, 0);
+  return done
+    .map((n) => Math.round((n / total) * c))
+    .sort((a, b) => b - a)
+    .join('/');
 }
 
 const servers = new Map<Name, BenchServer>();
@@ -134,6 +160,7 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
   const server = servers.get(name)!;
   const dead = server.workers.filter((pid) => !isAlive(pid));
   if (dead.length > 0) throw new Error(`${name}: worker(s) ${dead.join(', ')} are gone`);
+  const byWorker = name === 'service' ? await requestsByWorker(server.url) : undefined;
   const cpuBefore = cpuMs(server.workers);
   const run = await runLoad({
     url: `${server.url}${scenarios.path}`,
@@ -147,6 +174,10 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
   await new Promise((r) => setTimeout(r, SETTLE_MS));
   const cpuAfter = cpuMs(server.workers);
   if (name === 'service') serviceAcknowledged += run.ok;
+  const split =
+    byWorker === undefined
+      ? undefined
+      : splitOf(byWorker, await requestsByWorker(server.url), concurrency);
   const latencies = Array.from(run.latencies);
   const m: Measured = {
     server: name,
@@ -157,6 +188,7 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     cpuPerRequest: (cpuAfter - cpuBefore) / run.requests,
+    split,
     run,
   };
   const flags =
@@ -166,7 +198,8 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
   console.log(
     `${repeat < 0 ? 'warm-up' : `repeat ${repeat + 1}`}  c${concurrency}  ${name.padEnd(7)}  ` +
       `${m.reqPerSec.toFixed(0).padStart(5)} req/s  ${m.mbPerSec.toFixed(1).padStart(6)} MB/s  ` +
-      `p50 ${m.p50.toFixed(2)} ms  p99 ${m.p99.toFixed(2)} ms  CPU ${m.cpuPerRequest.toFixed(2)} ms/req${flags}`,
+      `p50 ${m.p50.toFixed(2)} ms  p99 ${m.p99.toFixed(2)} ms  CPU ${m.cpuPerRequest.toFixed(2)} ms/req` +
+      `${split === undefined ? '' : `  connections ${split}`}${flags}`,
   );
   for (const b of run.badBodies.slice(0, 2)) console.log(`    bad body: ${b}`);
   return m;
@@ -389,6 +422,23 @@ async function main(): Promise<void> {
       // Not judged: on this kind of host the pairs spread by ±15–25 %, far more than the cost
       // (57 ns per request, measured directly by `npm run bench:metrics`).
       return `INFO  metrics, side by side: median ${fmt(100 * cost, 1)}% more server CPU per request with metrics, over ${metricsCosts.length} runs (c2 each; ${spread}); the direct cost is in the metrics section`;
+    })(),
+    (() => {
+      // Node's cluster primary (pm2's, here) hands each new connection to whichever worker
+      // acknowledged its last one first, so a burst of keep-alive connections can fall unevenly,
+      // and stays so for the run: the worker with more connections sets the tail.
+      const runs = pick('service', cMax);
+      const even = `${cMax / 2}/${cMax / 2}`;
+      const part = (xs: Measured[]) =>
+        xs.length === 0
+          ? 'none'
+          : `${xs.length} (p99 median ${fmt(median(xs.map((m) => m.p99)), 2)} ms)`;
+      return (
+        `INFO  service at c${cMax}, connections per worker: even (${even}) in ` +
+        `${part(runs.filter((m) => m.split === even))}, uneven in ` +
+        `${part(runs.filter((m) => m.split !== even))}; by repeat: ` +
+        runs.map((m) => `${m.split} ${fmt(m.p99, 1)} ms`).join(', ')
+      );
     })(),
     (() => {
       // What the shape costs without any parsing: the bound on the service's ratio to the ceiling.
