@@ -3,19 +3,21 @@
  *
  * What the heap tuning (src/heap-tuning.ts) is worth: WORKERS (default 3) fresh workers as
  * shipped, beside as many started with `--heap-growing-percent=0` (V8's own heuristic, which the
- * command line restores), one `node dist/main.js` each. Every worker takes WARMUP (default 500)
+ * command line restores) and as many with `MALLOC_TRIM_THRESHOLD_=33554432` (glibc keeps up to
+ * 32 MiB of freed memory instead of faulting it in again; opt-in, README "Operating it"), one
+ * `node dist/main.js` each. Every worker takes WARMUP (default 500)
  * requests, then all sit idle for IDLE_MS (default 12,000: long enough for V8's memory reducer,
  * as between a quiet night and a busy morning), then ROUNDS (default 5) × REQUESTS (default 400)
  * at CONCURRENCY (default 4), interleaved. Full and young-generation GCs are read from each
- * worker's own /metrics (`nodejs_gc_duration_seconds_count`), CPU from /proc.
+ * worker's own /metrics (`nodejs_gc_duration_seconds_count`), CPU and page faults from /proc.
  *
  * With --write, the table replaces the gc section of BENCHMARKS.md.
  */
 import { rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { gcCounts, startServer, type RunningServer } from '../test/support/server.js';
+import { gcCounts, procStat, startServer, type RunningServer } from '../test/support/server.js';
 import { referenceBody } from '../test/support/taxi.js';
-import { cpuMs, loadScenarios, memoryOf, runLoad, statsOf } from './load.js';
+import { loadScenarios, memoryOf, runLoad, statsOf } from './load.js';
 import { median, provenance } from './report.js';
 import { publishSection } from './write-section.js';
 
@@ -29,23 +31,39 @@ const CONCURRENCY = Number(process.env.CONCURRENCY ?? 4);
 const { body } = referenceBody();
 const records = loadScenarios().expect.valid;
 
-const VARIANTS = [
-  { name: 'as shipped', nodeArgs: [] as string[] },
-  { name: 'V8 heuristic', nodeArgs: ['--heap-growing-percent=0'] },
+/** The third variant is README's opt-in glibc setting ("Operating it": malloc trim threshold). */
+const VARIANTS: { name: string; nodeArgs: string[]; env: Record<string, string> }[] = [
+  { name: 'as shipped', nodeArgs: [], env: {} },
+  { name: 'V8 heuristic', nodeArgs: ['--heap-growing-percent=0'], env: {} },
+  {
+    name: 'MALLOC_TRIM_THRESHOLD_=32 MiB',
+    nodeArgs: [],
+    env: { MALLOC_TRIM_THRESHOLD_: '33554432' },
+  },
 ];
 
 interface Worker {
   variant: string;
   server: RunningServer;
+  /** Per round: CPU ms per request, of it system time, minor page faults per request. */
   cpu: number[];
+  sys: number[];
+  faults: number[];
   requests: number;
   gc0: Record<string, number>;
   gc1: Record<string, number>;
 }
 
-async function load(w: Worker, amount: number): Promise<number> {
+function signedPercent(x: number): string {
+  return `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(0)} %`;
+}
+
+async function load(
+  w: Worker,
+  amount: number,
+): Promise<{ cpu: number; sys: number; faults: number }> {
   const pid = w.server.proc.pid!;
-  const cpu0 = cpuMs([pid]);
+  const p0 = procStat(pid);
   const r = await runLoad({
     url: `${w.server.url}/ingest`,
     body,
@@ -56,15 +74,29 @@ async function load(w: Worker, amount: number): Promise<number> {
   if (r.ok !== amount || r.mismatches > 0) {
     throw new Error(`${w.variant}: ${r.ok} of ${amount} answered 2xx, ${r.mismatches} bad`);
   }
-  return (cpuMs([pid]) - cpu0) / r.ok;
+  const p1 = procStat(pid);
+  return {
+    cpu: (p1.userMs + p1.systemMs - p0.userMs - p0.systemMs) / r.ok,
+    sys: (p1.systemMs - p0.systemMs) / r.ok,
+    faults: (p1.minorFaults - p0.minorFaults) / r.ok,
+  };
 }
 
 const workers: Worker[] = [];
 try {
   for (let i = 0; i < WORKERS; i++) {
     for (const v of VARIANTS) {
-      const server = await startServer({ LOG_LEVEL: 'info' }, v.nodeArgs);
-      workers.push({ variant: v.name, server, cpu: [], requests: 0, gc0: {}, gc1: {} });
+      const server = await startServer({ LOG_LEVEL: 'info', ...v.env }, v.nodeArgs);
+      workers.push({
+        variant: v.name,
+        server,
+        cpu: [],
+        sys: [],
+        faults: [],
+        requests: 0,
+        gc0: {},
+        gc1: {},
+      });
     }
   }
   for (const w of workers) await load(w, WARMUP);
@@ -74,7 +106,10 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (let k = 0; k < workers.length; k++) {
       const w = workers[(round + k) % workers.length]; // rotate who runs first
-      w.cpu.push(await load(w, REQUESTS));
+      const m = await load(w, REQUESTS);
+      w.cpu.push(m.cpu);
+      w.sys.push(m.sys);
+      w.faults.push(m.faults);
       w.requests += REQUESTS;
     }
     console.log(
@@ -89,20 +124,21 @@ try {
     (w, i) =>
       `| ${w.variant} | ${Math.floor(i / VARIANTS.length) + 1} | ${median(w.cpu).toFixed(2)} | ` +
       `${Math.min(...w.cpu).toFixed(2)}–${Math.max(...w.cpu).toFixed(2)} | ` +
+      `${median(w.sys).toFixed(2)} | ${median(w.faults).toFixed(1)} | ` +
       `${per1000(w, 'major').toFixed(1)} | ${per1000(w, 'minor').toFixed(1)} | ` +
       `${(memoryOf(w.server.proc.pid!).peakRss / 2 ** 20).toFixed(0)} |`,
   );
   const of = (name: string) => workers.filter((w) => w.variant === name);
   const cpuOf = (name: string) => median(of(name).flatMap((w) => w.cpu));
-  const [shipped, heuristic] = VARIANTS.map((v) => cpuOf(v.name));
+  const [shipped, heuristic, trimmed] = VARIANTS.map((v) => cpuOf(v.name));
   const section = [
-    `${WORKERS} fresh workers per variant (\`node dist/main.js\`, one log line per request), the load generator (autocannon, keep-alive) on the other core: ${WARMUP} warm-up requests each, all idle for ${(IDLE_MS / 1000).toFixed(0)} s, then ${ROUNDS} interleaved rounds × ${REQUESTS} requests of the reference body at concurrency ${CONCURRENCY}. GCs from each worker's \`/metrics\` over the rounds; CPU: user + system time per request (\`/proc/<pid>/stat\`); peak RSS: VmHWM.`,
+    `${WORKERS} fresh workers per variant (\`node dist/main.js\`, one log line per request), the load generator (autocannon, keep-alive) on the other core: ${WARMUP} warm-up requests each, all idle for ${(IDLE_MS / 1000).toFixed(0)} s, then ${ROUNDS} interleaved rounds × ${REQUESTS} requests of the reference body at concurrency ${CONCURRENCY}. GCs from each worker's \`/metrics\` over the rounds; CPU: user + system time per request, and of it the system time, with the minor page faults (\`/proc/<pid>/stat\`); peak RSS: VmHWM.`,
     '',
-    '| variant | worker | CPU ms/request, median | range | full GCs / 1,000 req | young-generation GCs / 1,000 req | peak RSS MiB |',
-    '|---|---:|---:|---|---:|---:|---:|',
+    '| variant | worker | CPU ms/request, median | range | of it system, ms | minor page faults / req | full GCs / 1,000 req | young-generation GCs / 1,000 req | peak RSS MiB |',
+    '|---|---:|---:|---|---:|---:|---:|---:|---:|',
     ...rows,
     '',
-    `Median over all rounds: as shipped **${shipped.toFixed(2)} ms**, V8's heuristic **${heuristic.toFixed(2)} ms** per request (${((100 * (heuristic - shipped)) / heuristic).toFixed(0)} % less CPU as shipped).`,
+    `Median over all rounds: as shipped **${shipped.toFixed(2)} ms** per request; V8's heuristic **${heuristic.toFixed(2)} ms** (${((100 * (heuristic - shipped)) / heuristic).toFixed(0)} % less CPU as shipped); with glibc's trim threshold at 32 MiB **${trimmed.toFixed(2)} ms** (${signedPercent(trimmed / shipped - 1)} against as shipped).`,
     '',
     ...provenance('npm run bench:gc -- --write'),
   ].join('\n');

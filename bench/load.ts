@@ -3,9 +3,9 @@
  * k6/scenarios.json, one autocannon run with every answer's latency recorded, and the CPU time of
  * server processes from /proc.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
+import { procStat } from '../test/support/server.js';
 
 export interface LoadShape {
   name: string;
@@ -125,24 +125,14 @@ export async function runLoad(o: LoadOptions): Promise<LoadRun> {
   };
 }
 
-const CLOCK_TICKS = (() => {
-  try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** User + system CPU time of these processes so far, in milliseconds (/proc/<pid>/stat). */
+/** User + system CPU time of these processes so far, in milliseconds. */
 export function cpuMs(pids: readonly number[]): number {
-  let ticks = 0;
+  let ms = 0;
   for (const pid of pids) {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after "(comm)": state is field 3, utime 14, stime 15 (proc(5)).
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    ticks += Number(fields[11]) + Number(fields[12]);
+    const p = procStat(pid);
+    ms += p.userMs + p.systemMs;
   }
-  return (ticks * 1000) / CLOCK_TICKS;
+  return ms;
 }
 
 /** Peak and current resident set size of a process, in bytes (/proc/<pid>/status). */

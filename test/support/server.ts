@@ -2,8 +2,8 @@
  * Starts the real, built service (`node dist/main.js`) as a child process on 127.0.0.1, and a
  * small HTTP client for the tests. `npm test` builds dist/ first.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, existsSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { request, Agent, type IncomingHttpHeaders } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -92,6 +92,26 @@ export async function startServer(
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
       return exited;
     },
+  };
+}
+
+const CLOCK_TICKS = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** CPU time (milliseconds) and minor page faults of a process so far (/proc/<pid>/stat). */
+export function procStat(pid: number): { userMs: number; systemMs: number; minorFaults: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after "(comm)": state is field 3, minflt 10, utime 14, stime 15 (proc(5)).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return {
+    userMs: (Number(fields[11]) * 1000) / CLOCK_TICKS,
+    systemMs: (Number(fields[12]) * 1000) / CLOCK_TICKS,
+    minorFaults: Number(fields[7]),
   };
 }
 
