@@ -35,6 +35,7 @@ import { dirname, join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
 import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
 import { cpuMs, isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
+import { procStat } from '../test/support/server.js';
 import { machine, median, percentile, provenance } from './report.js';
 import {
   NO_TRANSFORM_NODE_OPTIONS,
@@ -104,6 +105,9 @@ interface Measured {
   p50: number;
   p99: number;
   cpuPerRequest: number;
+  /** Of it, system time (ms per request), and minor page faults per request of the workers. */
+  sysPerRequest: number;
+  faultsPerRequest: number;
   /**
    * The service only: how its keep-alive connections fell on its workers, from each worker's
    * answered requests in this run (`ingest_requests_total` by worker), e.g. "4/4" or "6/2".
@@ -162,6 +166,7 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
   if (dead.length > 0) throw new Error(`${name}: worker(s) ${dead.join(', ')} are gone`);
   const byWorker = name === 'service' ? await requestsByWorker(server.url) : undefined;
   const cpuBefore = cpuMs(server.workers);
+  const procBefore = server.workers.map(procStat);
   const run = await runLoad({
     url: `${server.url}${scenarios.path}`,
     body,
@@ -173,6 +178,9 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
   // Let work done after the answers (a log line, a commit's last step) land in this run's CPU.
   await new Promise((r) => setTimeout(r, SETTLE_MS));
   const cpuAfter = cpuMs(server.workers);
+  const procAfter = server.workers.map(procStat);
+  const delta = (f: (p: ReturnType<typeof procStat>) => number) =>
+    procAfter.reduce((n, p, i) => n + f(p) - f(procBefore[i]), 0) / run.requests;
   if (name === 'service') serviceAcknowledged += run.ok;
   const split =
     byWorker === undefined
@@ -188,6 +196,8 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     cpuPerRequest: (cpuAfter - cpuBefore) / run.requests,
+    sysPerRequest: delta((p) => p.systemMs),
+    faultsPerRequest: delta((p) => p.minorFaults),
     split,
     run,
   };
@@ -199,6 +209,7 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
     `${repeat < 0 ? 'warm-up' : `repeat ${repeat + 1}`}  c${concurrency}  ${name.padEnd(7)}  ` +
       `${m.reqPerSec.toFixed(0).padStart(5)} req/s  ${m.mbPerSec.toFixed(1).padStart(6)} MB/s  ` +
       `p50 ${m.p50.toFixed(2)} ms  p99 ${m.p99.toFixed(2)} ms  CPU ${m.cpuPerRequest.toFixed(2)} ms/req` +
+      ` (sys ${m.sysPerRequest.toFixed(2)}, ${m.faultsPerRequest.toFixed(1)} faults)` +
       `${split === undefined ? '' : `  connections ${split}`}${flags}`,
   );
   for (const b of run.badBodies.slice(0, 2)) console.log(`    bad body: ${b}`);
@@ -439,6 +450,15 @@ async function main(): Promise<void> {
         `${part(runs.filter((m) => m.split !== even))}; by repeat: ` +
         runs.map((m) => `${m.split} ${fmt(m.p99, 1)} ms`).join(', ')
       );
+    })(),
+    (() => {
+      // glibc's page-fault state (BENCHMARKS.md, "A second per-worker state"): ~2–6 minor faults
+      // per request when a worker keeps its malloc'd pages, 50–130 when it does not.
+      const per = concurrencies.map((c) =>
+        median(pick('service', c).map((m) => m.faultsPerRequest)),
+      );
+      const sys = concurrencies.map((c) => median(pick('service', c).map((m) => m.sysPerRequest)));
+      return `INFO  service workers' minor page faults per request: ${per.map((x, i) => `c${concurrencies[i]} ${fmt(x, 1)}`).join(', ')}; system CPU ms per request: ${sys.map((x, i) => `c${concurrencies[i]} ${fmt(x, 2)}`).join(', ')}`;
     })(),
     (() => {
       // What the shape costs without any parsing: the bound on the service's ratio to the ceiling.
