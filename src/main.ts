@@ -2,16 +2,19 @@
  * Starts one worker: `node dist/main.js` alone, or many under pm2 (`npm start`).
  */
 import 'reflect-metadata';
+import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
+import { join } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
-import { ConsoleLogger } from '@nestjs/common';
+import { ConsoleLogger, Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LogController } from 'fastify';
 import pino from 'pino';
 import { AppModule } from './app.module.js';
+import { ConnectionBalance } from './connection-balance.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config.js';
 import { errorBody } from './errors.js';
 import { tuneHeapGrowth } from './heap-tuning.js';
@@ -117,6 +120,26 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
   return app;
 }
 
+/**
+ * Under pm2's cluster mode with more than one worker: keep-alive connections spread evenly
+ * (src/connection-balance.ts). The slot is given up as soon as the worker is told to stop, so
+ * that the others no longer count on it taking connections.
+ */
+function balanceConnections(app: NestFastifyApplication, config: IngestConfig): void {
+  const instance = process.env.NODE_APP_INSTANCE;
+  if (!cluster.isWorker || instance === undefined || !/^\d+$/.test(instance)) return;
+  const server = app.getHttpServer() as Server;
+  const logger = new Logger('ConnectionBalance');
+  const balance = new ConnectionBalance(
+    join(config.csvDir, `.${config.csvPrefix}.connections`),
+    Number(instance),
+  ).attach(server);
+  // Cannot happen while the limit is decided once per offer (ConnectionBalance.limit).
+  server.on('drop', () => logger.warn('a connection was dropped at maxConnections'));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => balance.detach());
+  process.once('exit', () => balance.detach());
+}
+
 async function main(): Promise<void> {
   tuneHeapGrowth();
   loadDotenv({ quiet: true });
@@ -132,6 +155,7 @@ async function main(): Promise<void> {
   }
   const app = await createApp(config);
   await app.listen(config.port, config.host);
+  balanceConnections(app, config);
   // pm2 `wait_ready`: this worker takes traffic only now.
   process.send?.('ready');
 }

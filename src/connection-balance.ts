@@ -1,0 +1,175 @@
+/**
+ * Keep-alive connections spread evenly over the workers of a pm2 cluster.
+ *
+ * Why: Node's cluster primary (pm2's, in cluster mode) hands each new connection to the first
+ * worker that is free, and a worker that has just acknowledged one is free again at once. So a
+ * burst of connections, as a client's connection pool or a load generator opens them, can fall
+ * 5/3 or 6/2 on two workers, and stays so for as long as the connections live. The worker with
+ * more of them answers each more slowly, and sets the tail: in `npm run bench` at concurrency 8,
+ * every repeat of one run split 5/3.
+ *
+ * How: a worker refuses a new connection while it holds its share and another worker has room,
+ * and the primary hands the connection to the next free worker. Node's cluster worker refuses a
+ * connection when the server's `maxConnections` is reached, and the primary passes it on instead
+ * of closing it (`onconnection` in lib/internal/cluster/child.js, `handoff` in
+ * round_robin_handle.js). Here `maxConnections` is a getter, computed when the primary offers a
+ * connection, from counts the workers share through a small file beside the CSV lock file: one
+ * 16-byte slot per worker (pm2's NODE_APP_INSTANCE) with its pid, its open connections and a
+ * heartbeat. A worker counts as present while its heartbeat is fresh.
+ *
+ * Not a balancer of requests: a connection stays with the worker that took it.
+ */
+import { closeSync, openSync, readSync, writeSync, constants } from 'node:fs';
+import type { Server } from 'node:net';
+
+const SLOT_BYTES = 16;
+export const MAX_SLOTS = 256;
+const HEARTBEAT_MS = 1000;
+/** A slot whose heartbeat is older than this belongs to a worker that is gone. */
+const STALE_MS = 5000;
+/**
+ * At most this many refusals per REFUSAL_WINDOW_MS: beyond, connections are taken whatever the
+ * counts say. A safety valve for counts that do not match the primary's view (a worker that
+ * stopped listening without giving its slot up), which would make the primary offer the same
+ * connection to this worker again and again.
+ */
+const REFUSALS_MAX = 16;
+const REFUSAL_WINDOW_MS = 100;
+
+export interface Slot {
+  pid: number;
+  connections: number;
+  heartbeat: number;
+}
+
+/**
+ * The `maxConnections` a worker holding `mine` connections should have, given the other present
+ * workers' counts: its share of all connections once the next one arrives, while at least one
+ * other worker is below that share; otherwise 0 (no limit), so that a connection is never
+ * refused by every worker.
+ */
+export function connectionLimit(mine: number, others: readonly number[]): number {
+  if (others.length === 0) return 0;
+  const total = others.reduce((a, b) => a + b, mine);
+  const share = Math.ceil((total + 1) / (others.length + 1));
+  return others.some((n) => n < share) ? share : 0;
+}
+
+export class ConnectionBalance {
+  private fd = -1;
+  private connections = 0;
+  private readonly slot = Buffer.alloc(SLOT_BYTES);
+  private readonly all = Buffer.alloc(SLOT_BYTES * MAX_SLOTS);
+  private timer: NodeJS.Timeout | undefined;
+  private refusals = 0;
+  private windowStart = 0;
+  /** The limit decided for the connection being offered now (see `limit`). */
+  private decided: number | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly index: number,
+    private readonly now: () => number = Date.now,
+    private readonly pid: number = process.pid,
+  ) {
+    if (!Number.isInteger(index) || index < 0 || index >= MAX_SLOTS) {
+      throw new Error(`worker slot ${index} is out of range (0–${MAX_SLOTS - 1})`);
+    }
+  }
+
+  /** Starts counting the server's connections and sharing the count; returns `this`. */
+  attach(server: Server): this {
+    this.fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    this.publish();
+    server.on('connection', (socket) => {
+      this.connections++;
+      this.publish();
+      socket.once('close', () => {
+        this.connections--;
+        this.publish();
+      });
+    });
+    Object.defineProperty(server, 'maxConnections', {
+      configurable: true,
+      enumerable: true,
+      get: () => this.limit(),
+      set: () => undefined,
+    });
+    this.timer = setInterval(() => this.publish(), HEARTBEAT_MS).unref();
+    return this;
+  }
+
+  /** The other present workers' slots. */
+  others(): Slot[] {
+    if (this.fd < 0) return [];
+    const n = readSync(this.fd, this.all, 0, this.all.length, 0);
+    const now = this.now();
+    const found: Slot[] = [];
+    for (let i = 0; i + SLOT_BYTES <= n; i += SLOT_BYTES) {
+      if (i === this.index * SLOT_BYTES) continue;
+      const pid = this.all.readInt32LE(i);
+      const heartbeat = this.all.readDoubleLE(i + 8);
+      if (pid <= 0 || pid === this.pid || now - heartbeat > STALE_MS) continue;
+      found.push({ pid, connections: this.all.readInt32LE(i + 4), heartbeat });
+    }
+    return found;
+  }
+
+  /**
+   * The server's `maxConnections` now. Node reads it twice in the worker's cluster code and twice
+   * more in net's `onconnection`, in one synchronous stretch; another worker may update its count
+   * in between, so the first read decides for all of them, or an offer accepted by the cluster
+   * code could be dropped by net.
+   */
+  limit(): number {
+    if (this.decided === undefined) {
+      this.decided = this.decide();
+      queueMicrotask(() => (this.decided = undefined));
+    }
+    return this.decided;
+  }
+
+  private decide(): number {
+    let limit: number;
+    try {
+      limit = connectionLimit(
+        this.connections,
+        this.others().map((s) => s.connections),
+      );
+    } catch {
+      return 0; // the shared file is unreadable: take every connection, as without balancing
+    }
+    if (limit === 0 || this.connections < limit) return limit;
+    const now = this.now();
+    if (now - this.windowStart > REFUSAL_WINDOW_MS) {
+      this.windowStart = now;
+      this.refusals = 0;
+    }
+    return ++this.refusals > REFUSALS_MAX ? 0 : limit;
+  }
+
+  /** Gives the slot up (at exit): the others stop counting this worker at once. */
+  detach(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.fd < 0) return;
+    this.slot.fill(0);
+    try {
+      writeSync(this.fd, this.slot, 0, SLOT_BYTES, this.index * SLOT_BYTES);
+    } finally {
+      closeSync(this.fd);
+      this.fd = -1;
+    }
+  }
+
+  private publish(): void {
+    if (this.fd < 0) return;
+    this.slot.writeInt32LE(this.pid, 0);
+    this.slot.writeInt32LE(this.connections, 4);
+    this.slot.writeDoubleLE(this.now(), 8);
+    try {
+      writeSync(this.fd, this.slot, 0, SLOT_BYTES, this.index * SLOT_BYTES);
+    } catch {
+      // A full or read-only disk shows in /health; the count is refreshed with the heartbeat.
+    }
+  }
+}
