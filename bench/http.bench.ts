@@ -445,7 +445,7 @@ async function main(): Promise<void> {
           ? 'none'
           : `${xs.length} (p99 median ${fmt(median(xs.map((m) => m.p99)), 2)} ms)`;
       return (
-        `INFO  service at c${cMax}, connections per worker: even (${even}) in ` +
+        `INFO  service at c${cMax}, connections per worker (estimated from each worker's share of the requests, so a slower worker can read as holding fewer): even (${even}) in ` +
         `${part(runs.filter((m) => m.split === even))}, uneven in ` +
         `${part(runs.filter((m) => m.split !== even))}; by repeat: ` +
         runs.map((m) => `${m.split} ${fmt(m.p99, 1)} ms`).join(', ')

@@ -28,13 +28,12 @@ const HEARTBEAT_MS = 1000;
 /** A slot whose heartbeat is older than this belongs to a worker that is gone. */
 const STALE_MS = 5000;
 /**
- * At most this many refusals per REFUSAL_WINDOW_MS: beyond, connections are taken whatever the
- * counts say. A safety valve for counts that do not match the primary's view (a worker that
- * stopped listening without giving its slot up), which would make the primary offer the same
- * connection to this worker again and again.
+ * Refusals stop when they have gone on for this long with no connection taken: the counts may not
+ * match the primary's view (another worker busy for milliseconds before it can take the
+ * connection, or one that stopped listening without giving its slot up), and the primary offers
+ * a refused connection to this worker again at once when no other worker is free.
  */
-const REFUSALS_MAX = 16;
-const REFUSAL_WINDOW_MS = 100;
+const REFUSING_MAX_MS = 20;
 
 export interface Slot {
   pid: number;
@@ -61,8 +60,8 @@ export class ConnectionBalance {
   private readonly slot = Buffer.alloc(SLOT_BYTES);
   private readonly all = Buffer.alloc(SLOT_BYTES * MAX_SLOTS);
   private timer: NodeJS.Timeout | undefined;
-  private refusals = 0;
-  private windowStart = 0;
+  /** When the current run of refusals began (reset by a connection taken), or undefined. */
+  private refusingSince: number | undefined;
   /** The limit decided for the connection being offered now (see `limit`). */
   private decided: number | undefined;
 
@@ -82,6 +81,7 @@ export class ConnectionBalance {
     this.fd = openSync(this.path, constants.O_RDWR | constants.O_CREAT, 0o644);
     this.publish();
     server.on('connection', (socket) => {
+      this.refusingSince = undefined;
       this.connections++;
       this.publish();
       socket.once('close', () => {
@@ -141,11 +141,8 @@ export class ConnectionBalance {
     }
     if (limit === 0 || this.connections < limit) return limit;
     const now = this.now();
-    if (now - this.windowStart > REFUSAL_WINDOW_MS) {
-      this.windowStart = now;
-      this.refusals = 0;
-    }
-    return ++this.refusals > REFUSALS_MAX ? 0 : limit;
+    this.refusingSince ??= now;
+    return now - this.refusingSince > REFUSING_MAX_MS ? 0 : limit;
   }
 
   /** Gives the slot up (at exit): the others stop counting this worker at once. */

@@ -87,17 +87,25 @@ describe('ConnectionBalance', () => {
     }
   });
 
-  it('stops refusing after 16 refusals in 100 ms, whatever the counts say', async () => {
-    const { servers, balances, connect } = twoWorkers();
+  it('stops refusing after 20 ms of refusals, until it takes a connection', async () => {
+    let clock = 1_000_000;
+    const { servers, balances, connect } = twoWorkers(() => clock);
+    const refuses = async () => {
+      await Promise.resolve(); // each offer is decided anew (the limit holds within one)
+      const limit = servers[0].maxConnections;
+      return limit > 0 && limit <= 1;
+    };
     try {
-      connect(0);
-      let refused = 0;
-      for (let i = 0; i < 40; i++) {
-        const limit = servers[0].maxConnections;
-        if (limit > 0 && 1 >= limit) refused++;
-        await Promise.resolve(); // each offer is decided anew (the limit holds within one)
-      }
-      expect(refused).toBe(16);
+      connect(0); // 1 of 1: worker 1 has room
+      expect(await refuses()).toBe(true);
+      clock += 15;
+      expect(await refuses()).toBe(true);
+      clock += 10; // 25 ms of refusals: the counts must be wrong, take it
+      expect(await refuses()).toBe(false);
+      connect(1);
+      connect(0); // 2 and 1: a connection taken starts the watch over
+      clock += 1;
+      expect(servers[0].maxConnections).toBe(2);
     } finally {
       for (const b of balances) b.detach();
     }
