@@ -36,6 +36,7 @@ import { referenceBody } from '../test/support/taxi.js';
 import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
 import { cpuMs, isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
 import { procStat } from '../test/support/server.js';
+import { requestsByWorker } from '../test/support/pm2.js';
 import { machine, median, percentile, provenance } from './report.js';
 import {
   NO_TRANSFORM_NODE_OPTIONS,
@@ -114,17 +115,6 @@ interface Measured {
    */
   split?: string;
   run: LoadRun;
-}
-
-/** Answered ingest requests so far per pm2 worker, from the service's cluster-wide /metrics. */
-async function requestsByWorker(url: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const counts = new Map<string, number>();
-  for (const m of text.matchAll(/^ingest_requests_total\{([^}]*)\} (\d+)/gm)) {
-    const worker = /worker="([^"]*)"/.exec(m[1])?.[1] ?? '?';
-    counts.set(worker, (counts.get(worker) ?? 0) + Number(m[2]));
-  }
-  return counts;
 }
 
 /** Connections per worker, largest first, as "5/3": each worker's share of the requests × c. */

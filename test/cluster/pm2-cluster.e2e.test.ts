@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { localDay } from '../../src/csv/csv-committer.js';
 import { send, type Answer } from '../support/server.js';
-import { startCluster, type Pm2Cluster } from '../support/pm2.js';
+import { requestsByWorker, startCluster, type Pm2Cluster } from '../support/pm2.js';
 import { prng } from '../support/taxi.js';
 
 const REQUESTS = 1200;
@@ -127,22 +127,11 @@ describe('pm2 cluster, 2 workers', () => {
     expect(metrics).toContain('ingest_requests_total');
   }, 180000);
 
-  /** Answered ingest requests so far per worker, from the cluster-wide /metrics. */
-  async function answeredByWorker(): Promise<Map<string, number>> {
-    const text = (await send(`${cluster.url}/metrics`, null, { method: 'GET' })).text;
-    const counts = new Map<string, number>();
-    for (const m of text.matchAll(/^ingest_requests_total\{([^}]*)\} (\d+)/gm)) {
-      const worker = /worker="([^"]*)"/.exec(m[1])?.[1] ?? '?';
-      counts.set(worker, (counts.get(worker) ?? 0) + Number(m[2]));
-    }
-    return counts;
-  }
-
   it('spreads a burst of 8 keep-alive connections 4/4 over the 2 workers', async () => {
     // Node's cluster primary alone split such bursts 5/3 or 6/2 about half of the time
     // (src/connection-balance.ts). Each round sends 8 requests at once on the same 8 sockets.
     await new Promise((resolve) => setTimeout(resolve, 300)); // earlier sockets are closed
-    const before = await answeredByWorker();
+    const before = await requestsByWorker(cluster.url);
     const agent = new Agent({ keepAlive: true, maxSockets: 8 });
     const body = requestBody(0, 10);
     try {
@@ -155,7 +144,7 @@ describe('pm2 cluster, 2 workers', () => {
     } finally {
       agent.destroy();
     }
-    const after = await answeredByWorker();
+    const after = await requestsByWorker(cluster.url);
     const served = [...after].map(([w, n]) => n - (before.get(w) ?? 0)).sort((a, b) => a - b);
     expect(served).toEqual([16, 16]);
   }, 60000);

@@ -101,3 +101,17 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number):
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/**
+ * Answered ingest requests so far per pm2 worker (`pm_id`), from the cluster-wide /metrics
+ * (`ingest_requests_total`, every status, by its `worker` label).
+ */
+export async function requestsByWorker(url: string): Promise<Map<string, number>> {
+  const text = (await send(`${url}/metrics`, null, { method: 'GET' })).text;
+  const counts = new Map<string, number>();
+  for (const m of text.matchAll(/^ingest_requests_total\{([^}]*)\} (\d+)/gm)) {
+    const worker = /worker="([^"]*)"/.exec(m[1])?.[1] ?? '?';
+    counts.set(worker, (counts.get(worker) ?? 0) + Number(m[2]));
+  }
+  return counts;
+}
