@@ -34,6 +34,8 @@ const STALE_MS = 5000;
  * a refused connection to this worker again at once when no other worker is free.
  */
 const REFUSING_MAX_MS = 20;
+/** A refusal this long after the previous one starts a new run: it is another offer. */
+const NEW_RUN_AFTER_MS = 100;
 
 export interface Slot {
   pid: number;
@@ -62,6 +64,7 @@ export class ConnectionBalance {
   private timer: NodeJS.Timeout | undefined;
   /** When the current run of refusals began (reset by a connection taken), or undefined. */
   private refusingSince: number | undefined;
+  private lastRefusal = 0;
   /** The limit decided for the connection being offered now (see `limit`). */
   private decided: number | undefined;
 
@@ -141,7 +144,10 @@ export class ConnectionBalance {
     }
     if (limit === 0 || this.connections < limit) return limit;
     const now = this.now();
-    this.refusingSince ??= now;
+    if (this.refusingSince === undefined || now - this.lastRefusal > NEW_RUN_AFTER_MS) {
+      this.refusingSince = now;
+    }
+    this.lastRefusal = now;
     return now - this.refusingSince > REFUSING_MAX_MS ? 0 : limit;
   }
 

@@ -105,7 +105,33 @@ describe('ConnectionBalance', () => {
       connect(1);
       connect(0); // 2 and 1: a connection taken starts the watch over
       clock += 1;
+      expect(await refuses()).toBe(false); // limit 2, holding 2: refused, but limit > 1
       expect(servers[0].maxConnections).toBe(2);
+      clock += 25;
+      await Promise.resolve();
+      expect(servers[0].maxConnections).toBe(0); // the same run, 26 ms on: taken
+      connect(0);
+      connect(1);
+      connect(1); // 3 and 3: a limit of 4, so worker 0 takes the next one
+      await Promise.resolve();
+      expect(servers[0].maxConnections).toBe(4);
+      connect(1); // 3 and 4: the other is at its share, no limit here
+      await Promise.resolve();
+      expect(servers[0].maxConnections).toBe(0);
+    } finally {
+      for (const b of balances) b.detach();
+    }
+  });
+
+  it('counts a refusal long after the previous one as a new run, not as the same', async () => {
+    let clock = 1_000_000;
+    const { servers, balances, connect } = twoWorkers(() => clock);
+    try {
+      connect(0); // 1 and 0: worker 0 refuses, worker 1 takes the connection elsewhere
+      expect(servers[0].maxConnections).toBe(1);
+      await Promise.resolve();
+      clock += 200; // another offer, 200 ms later (heartbeats still fresh): refused again
+      expect(servers[0].maxConnections).toBe(1);
     } finally {
       for (const b of balances) b.detach();
     }
