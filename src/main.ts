@@ -130,10 +130,17 @@ function balanceConnections(app: NestFastifyApplication, config: IngestConfig): 
   if (!cluster.isWorker || instance === undefined || !/^\d+$/.test(instance)) return;
   const server = app.getHttpServer() as Server;
   const logger = new Logger('ConnectionBalance');
-  const balance = new ConnectionBalance(
-    join(config.csvDir, `.${config.csvPrefix}.connections`),
-    Number(instance),
-  ).attach(server);
+  let balance: ConnectionBalance;
+  try {
+    balance = new ConnectionBalance(
+      join(config.csvDir, `.${config.csvPrefix}.connections`),
+      Number(instance),
+    ).attach(server);
+  } catch (err) {
+    // Not worth a worker: it takes its connections as the primary hands them out.
+    logger.warn(`connections are not balanced: ${(err as Error).message}`);
+    return;
+  }
   // Cannot happen while the limit is decided once per offer (ConnectionBalance.limit).
   server.on('drop', () => logger.warn('a connection was dropped at maxConnections'));
   for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => balance.detach());
