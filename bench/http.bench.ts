@@ -34,7 +34,7 @@ import {
 import { dirname, join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
 import { escapeHtml, htmlPage, lineChart, type Series } from './html-report.js';
-import { cpuMs, isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
+import { isAlive, loadScenarios, runLoad, statsOf, type LoadRun } from './load.js';
 import { procStat } from '../test/support/server.js';
 import { requestsByWorker } from '../test/support/pm2.js';
 import { machine, median, percentile, provenance } from './report.js';
@@ -155,7 +155,6 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
   const dead = server.workers.filter((pid) => !isAlive(pid));
   if (dead.length > 0) throw new Error(`${name}: worker(s) ${dead.join(', ')} are gone`);
   const byWorker = name === 'service' ? await requestsByWorker(server.url) : undefined;
-  const cpuBefore = cpuMs(server.workers);
   const procBefore = server.workers.map(procStat);
   const run = await runLoad({
     url: `${server.url}${scenarios.path}`,
@@ -167,7 +166,6 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
   });
   // Let work done after the answers (a log line, a commit's last step) land in this run's CPU.
   await new Promise((r) => setTimeout(r, SETTLE_MS));
-  const cpuAfter = cpuMs(server.workers);
   const procAfter = server.workers.map(procStat);
   const delta = (f: (p: ReturnType<typeof procStat>) => number) =>
     procAfter.reduce((n, p, i) => n + f(p) - f(procBefore[i]), 0) / run.requests;
@@ -185,7 +183,7 @@ async function measure(name: Name, concurrency: number, amount: number, repeat: 
     mbPerSec: (run.ok * body.length) / run.seconds / 1e6,
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
-    cpuPerRequest: (cpuAfter - cpuBefore) / run.requests,
+    cpuPerRequest: delta((p) => p.userMs + p.systemMs),
     sysPerRequest: delta((p) => p.systemMs),
     faultsPerRequest: delta((p) => p.minorFaults),
     split,
