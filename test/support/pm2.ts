@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, ROOT, send, tempDir } from './server.js';
+import { freePort, metricByLabel, ROOT, send, tempDir } from './server.js';
 
 const run = promisify(execFile);
 const PM2 = join(ROOT, 'node_modules', '.bin', 'pm2');
@@ -106,12 +106,6 @@ export async function waitFor(check: () => Promise<boolean>, timeoutMs: number):
  * Answered ingest requests so far per pm2 worker (`pm_id`), from the cluster-wide /metrics
  * (`ingest_requests_total`, every status, by its `worker` label).
  */
-export async function requestsByWorker(url: string): Promise<Map<string, number>> {
-  const text = (await send(`${url}/metrics`, null, { method: 'GET' })).text;
-  const counts = new Map<string, number>();
-  for (const m of text.matchAll(/^ingest_requests_total\{([^}]*)\} (\d+)/gm)) {
-    const worker = /worker="([^"]*)"/.exec(m[1])?.[1] ?? '?';
-    counts.set(worker, (counts.get(worker) ?? 0) + Number(m[2]));
-  }
-  return counts;
+export function requestsByWorker(url: string): Promise<Map<string, number>> {
+  return metricByLabel(url, 'ingest_requests_total', 'worker');
 }

@@ -115,15 +115,27 @@ export function procStat(pid: number): { userMs: number; systemMs: number; minor
   };
 }
 
+/**
+ * The series of one metric on a service's /metrics, summed by the value of one label (series
+ * without it count under '?').
+ */
+export async function metricByLabel(
+  url: string,
+  metric: string,
+  label: string,
+): Promise<Map<string, number>> {
+  const text = (await send(`${url}/metrics`, null, { method: 'GET' })).text;
+  const sums = new Map<string, number>();
+  for (const m of text.matchAll(new RegExp(`^${metric}\\{([^}]*)\\} (\\d+)$`, 'gm'))) {
+    const value = new RegExp(`${label}="([^"]*)"`).exec(m[1])?.[1] ?? '?';
+    sums.set(value, (sums.get(value) ?? 0) + Number(m[2]));
+  }
+  return sums;
+}
+
 /** `nodejs_gc_duration_seconds_count` of a worker's own /metrics, by kind (major, minor, …). */
 export async function gcCounts(url: string): Promise<Record<string, number>> {
-  const text = (await send(`${url}/metrics`, null, { method: 'GET' })).text;
-  const counts: Record<string, number> = {};
-  for (const m of text.matchAll(/^nodejs_gc_duration_seconds_count\{([^}]*)\} (\d+)$/gm)) {
-    const kind = /kind="(\w+)"/.exec(m[1])?.[1];
-    if (kind !== undefined) counts[kind] = Number(m[2]);
-  }
-  return counts;
+  return Object.fromEntries(await metricByLabel(url, 'nodejs_gc_duration_seconds_count', 'kind'));
 }
 
 export interface Answer {
