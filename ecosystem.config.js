@@ -5,6 +5,11 @@
  */
 const instances =
   process.env.INSTANCES && process.env.INSTANCES !== 'max' ? Number(process.env.INSTANCES) : 'max';
+// glibc's heap trim threshold (src/malloc-tuning.ts): glibc reads it only when a process starts,
+// so it must be in the environment pm2 forks the workers with, not in `env` below (pm2 applies
+// that inside the worker). pm2-runtime (`npm start`) loads this file before it forks, so this
+// reaches its workers; a pm2 daemon started earlier does not see it (README, "Operating it").
+process.env.MALLOC_TRIM_THRESHOLD_ ??= String(32 * 1024 * 1024);
 const shutdownTimeoutMs = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10000);
 
 export const apps = [

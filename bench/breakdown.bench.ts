@@ -21,7 +21,12 @@ import { referenceBody } from '../test/support/taxi.js';
 import { startServer } from '../test/support/server.js';
 import { cpuMs, loadScenarios, runLoad, statsOf } from './load.js';
 import { median, provenance } from './report.js';
-import { NO_TRANSFORM_NODE_OPTIONS, startNodeCluster, type BenchServer } from './servers.js';
+import {
+  NO_TRANSFORM_NODE_OPTIONS,
+  SAME_MALLOC,
+  startNodeCluster,
+  type BenchServer,
+} from './servers.js';
 import { publishSection } from './write-section.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 8);
@@ -42,7 +47,7 @@ function answers(valid: number): (text: string) => boolean {
 
 /** One `node dist/main.js`; its temporary CSV folder is removed when it stops. */
 async function single(name: string, env: Record<string, string>): Promise<BenchServer> {
-  const s = await startServer({ LOG_LEVEL: 'info', ...env });
+  const s = await startServer({ LOG_LEVEL: 'info', ...SAME_MALLOC, ...env });
   return {
     name,
     url: s.url,

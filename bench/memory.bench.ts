@@ -20,6 +20,7 @@ import { loadConfig } from '../src/config.js';
 import { send, startServer, tempDir, type RunningServer } from '../test/support/server.js';
 import { prng, taxiBody, taxiLine } from '../test/support/taxi.js';
 import { memoryOf } from './load.js';
+import { SAME_MALLOC } from './servers.js';
 import { provenance } from './report.js';
 import { writeSection } from './write-section.js';
 
@@ -91,7 +92,7 @@ async function withServer(
   run: (server: RunningServer) => Promise<Omit<CaseResult, 'idlePeak' | 'peak' | 'sampledMax'>>,
 ): Promise<CaseResult> {
   const csvDir = join(tempDir('bench-memory-'), 'csv');
-  const server = await startServer({ CSV_DIR: csvDir, ...env });
+  const server = await startServer({ CSV_DIR: csvDir, ...SAME_MALLOC, ...env });
   try {
     const pid = server.proc.pid!;
     const idlePeak = memoryOf(pid).peakRss;
@@ -231,7 +232,7 @@ async function main(): Promise<void> {
   const problems = cases.flatMap((c) => c.problems);
   const command = QUICK ? 'BENCH_QUICK=1 npm run bench:memory' : 'npm run bench:memory';
   const section = [
-    'One worker, `node dist/main.js`, a fresh process per case, default settings except where noted; ' +
+    'One worker, `node dist/main.js` started as `npm run start:single` starts it (`MALLOC_TRIM_THRESHOLD_=33554432`), a fresh process per case, default settings except where noted; ' +
       'peak RSS is the kernel high-water mark (VmHWM in `/proc/<pid>/status`) after the load. ' +
       'All requests go to this one worker (under pm2 they would be spread over the workers).' +
       (QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''),

@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { MALLOC_TRIM_THRESHOLD } from '../src/malloc-tuning.js';
 import { startCluster, type Pm2Cluster } from '../test/support/pm2.js';
 import { freePort, ROOT } from '../test/support/server.js';
 import type { ClusterReady } from './cluster-primary.js';
@@ -27,6 +28,12 @@ export interface BenchServer {
 }
 
 /**
+ * glibc's heap trim threshold as `npm start` sets it (src/malloc-tuning.ts), given to every
+ * server of a bench, the ceiling and the naive variant too, so that they differ by their code only.
+ */
+export const SAME_MALLOC = { MALLOC_TRIM_THRESHOLD_: String(MALLOC_TRIM_THRESHOLD) };
+
+/**
  * The service as `npm start` runs it: the real ecosystem.config.js, pm2 cluster mode, INSTANCES=max,
  * metrics on, the default log level; PM2_HOME in a temporary folder, `pm2 kill` on stop.
  */
@@ -34,6 +41,9 @@ export async function startService(
   env: Record<string, string> = {},
 ): Promise<BenchServer & { cluster: Pm2Cluster }> {
   const cluster = await startCluster(availableParallelism(), {
+    // npm start (pm2-runtime) forks its workers with it (ecosystem.config.js); here the pm2
+    // daemon gets it from the CLI's environment and hands it on.
+    ...SAME_MALLOC,
     INSTANCES: 'max',
     METRICS_ENABLED: 'true',
     LOG_LEVEL: 'info',
@@ -61,7 +71,13 @@ export async function startNodeCluster(
     ['--import', '@swc-node/register/esm-register', join(ROOT, 'bench', script)],
     {
       cwd: ROOT,
-      env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), ...env },
+      env: {
+        PATH: process.env.PATH,
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        ...SAME_MALLOC,
+        ...env,
+      },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     },
   );

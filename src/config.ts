@@ -118,7 +118,7 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     bodyTimeoutMs: integer(env, 'BODY_TIMEOUT_MS', 30000, 1, 2 ** 31 - 1),
     requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 600000, 1, 2 ** 31 - 1),
     instances,
-    spillThresholdBytes: integer(env, 'SPILL_THRESHOLD_BYTES', 1048576, 0, 1 << 30),
+    spillThresholdBytes: integer(env, 'SPILL_THRESHOLD_BYTES', 262144, 0, 1 << 30),
     maxInFlight: integer(env, 'MAX_IN_FLIGHT', 256, 1, 1 << 20),
     healthMinFreeBytes: integer(
       env,

@@ -18,6 +18,7 @@ import { ConnectionBalance } from './connection-balance.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config.js';
 import { errorBody } from './errors.js';
 import { tuneHeapGrowth } from './heap-tuning.js';
+import { mallocTrimNotice, mallocTrimThresholdAtStart } from './malloc-tuning.js';
 
 /** A client's X-Request-Id is kept when it is short and plain; otherwise a UUID is made. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -163,6 +164,8 @@ async function main(): Promise<void> {
   const app = await createApp(config);
   await app.listen(config.port, config.host);
   balanceConnections(app, config);
+  const notice = mallocTrimNotice(mallocTrimThresholdAtStart());
+  if (notice !== null) new Logger('MallocTuning').log(notice);
   // pm2 `wait_ready`: this worker takes traffic only now.
   process.send?.('ready');
 }

@@ -1,0 +1,144 @@
+/**
+ * glibc's trim threshold (src/malloc-tuning.ts): `npm start` forks its workers with it, a user's
+ * own value wins, and a worker started without it says so once.
+ */
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { execFile, spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { MALLOC_TRIM_THRESHOLD, mallocTrimNotice } from '../src/malloc-tuning.js';
+import { freePort, ROOT, send, startServer, tempDir } from './support/server.js';
+import { waitFor } from './support/pm2.js';
+
+const run = promisify(execFile);
+const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } };
+const glibc = process.platform === 'linux' && report?.header?.glibcVersionRuntime !== undefined;
+const onGlibc = glibc ? it : it.skip;
+
+function environOf(pid: number): Map<string, string> {
+  const entries = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').filter(Boolean);
+  return new Map(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+}
+
+function childrenOf(pid: number): number[] {
+  const children: number[] = [];
+  for (const name of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) children.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
+}
+
+describe('mallocTrimNotice', () => {
+  it('speaks only when the threshold is missing where it applies', () => {
+    expect(mallocTrimNotice(null)).toMatch(/^MALLOC_TRIM_THRESHOLD_ was not in this worker's/);
+    expect(mallocTrimNotice('33554432')).toBeNull();
+    // Not glibc, or not Linux: nothing to say.
+    expect(mallocTrimNotice(undefined)).toBeNull();
+  });
+});
+
+describe('ecosystem.config.js', () => {
+  const valueAfterLoading = async (env: Record<string, string>) =>
+    (
+      await run(
+        process.execPath,
+        ['-e', "require('./ecosystem.config.js'); console.log(process.env.MALLOC_TRIM_THRESHOLD_)"],
+        { cwd: ROOT, env: { PATH: process.env.PATH, ...env } },
+      )
+    ).stdout.trim();
+
+  it('sets the threshold for the workers pm2-runtime forks, and keeps a value given', async () => {
+    expect(await valueAfterLoading({})).toBe(String(MALLOC_TRIM_THRESHOLD));
+    expect(await valueAfterLoading({ MALLOC_TRIM_THRESHOLD_: '1048576' })).toBe('1048576');
+  });
+});
+
+describe('a standalone worker', () => {
+  onGlibc('started without the threshold logs the notice once; with it, not at all', async () => {
+    const without = await startServer();
+    const withIt = await startServer({ MALLOC_TRIM_THRESHOLD_: '33554432' });
+    try {
+      await waitFor(async () => without.output().includes('MALLOC_TRIM_THRESHOLD_'), 5000);
+      // Both served a request, so both are past start-up.
+      expect((await send(`${without.url}/ingest`, Buffer.from('{"vendorid":1}\n'))).status).toBe(
+        200,
+      );
+      expect((await send(`${withIt.url}/ingest`, Buffer.from('{"vendorid":1}\n'))).status).toBe(
+        200,
+      );
+      expect(without.output().match(/was not in this worker's environment/g)).toHaveLength(1);
+      expect(withIt.output()).not.toContain('MALLOC_TRIM_THRESHOLD_');
+    } finally {
+      await without.stop();
+      await withIt.stop();
+    }
+  });
+});
+
+describe('npm start (pm2-runtime start ecosystem.config.js)', () => {
+  let runtime: ReturnType<typeof spawn> | undefined;
+  afterAll(async () => {
+    if (runtime && runtime.exitCode === null && runtime.signalCode === null) {
+      const exited = new Promise((resolve) => runtime!.once('exit', resolve));
+      runtime.kill('SIGINT');
+      await exited;
+    }
+  });
+
+  onGlibc('forks workers whose start environment holds the threshold', async () => {
+    const home = tempDir('pm2-home-');
+    const port = await freePort();
+    let out = '';
+    runtime = spawn(
+      join(ROOT, 'node_modules', '.bin', 'pm2-runtime'),
+      ['start', 'ecosystem.config.js'],
+      {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH,
+          HOME: home,
+          PM2_HOME: home,
+          HOST: '127.0.0.1',
+          PORT: String(port),
+          CSV_DIR: join(home, 'csv'),
+          INSTANCES: '2',
+          LOG_LEVEL: 'warn',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    runtime.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    runtime.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    const pid = runtime.pid!;
+    await waitFor(async () => {
+      const workers = childrenOf(pid).filter((c) =>
+        readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('dist/main.js'),
+      );
+      if (workers.length < 2) return false;
+      return (
+        (
+          await send(`http://127.0.0.1:${port}/health/live`, null, { method: 'GET' }).catch(() => ({
+            status: 0,
+          }))
+        ).status === 200
+      );
+    }, 30000);
+    const workers = childrenOf(pid).filter((c) =>
+      readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('dist/main.js'),
+    );
+    expect(workers).toHaveLength(2);
+    for (const w of workers) {
+      expect(environOf(w).get('MALLOC_TRIM_THRESHOLD_')).toBe(String(MALLOC_TRIM_THRESHOLD));
+    }
+    // pm2-runtime's own process was started without it: only what it forks has it.
+    expect(environOf(pid).has('MALLOC_TRIM_THRESHOLD_')).toBe(false);
+    expect(out).not.toContain('MALLOC_TRIM_THRESHOLD_ was not in');
+  });
+});
