@@ -3,7 +3,8 @@
  *
  * Where the service's time goes, by subtraction, one worker each (the load generator has the
  * other core), interleaved in one run:
- * - service: the built service (`node dist/main.js`), default settings, one log line per request;
+ * - service: the built service as `npm run start:single` runs it (`node dist/main.js` with glibc's
+ *   trim threshold, which every server here gets), default settings, one log line per request;
  * - no-transform: the same build with its NDJSON → CSV transform replaced by a stub that drops
  *   every chunk (bench/no-transform/, a module-resolution hook: the service has no such switch),
  *   so nothing is parsed and nothing written;
@@ -106,7 +107,7 @@ try {
   const range = (xs: number[]) => `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`;
   const [service, noTransform, ceiling] = med;
   const section = [
-    `One worker each, the load generator (autocannon, keep-alive) on the other core; ${ROUNDS} interleaved rounds × ${REQUESTS.toLocaleString('en-US')} requests of the reference body (${body.length.toLocaleString('en-US')} bytes) at concurrency ${CONCURRENCY}, after ${WARMUP.toLocaleString('en-US')} warm-up requests per server. CPU: user + system time of the worker (\`/proc/<pid>/stat\`) per request.`,
+    `One worker each, the load generator (autocannon, keep-alive) on the other core; ${ROUNDS} interleaved rounds × ${REQUESTS.toLocaleString('en-US')} requests of the reference body (${body.length.toLocaleString('en-US')} bytes) at concurrency ${CONCURRENCY}, after ${WARMUP.toLocaleString('en-US')} warm-up requests per server. CPU: user + system time of the worker (\`/proc/<pid>/stat\`) per request. Every server runs with \`MALLOC_TRIM_THRESHOLD_=33554432\`, as \`npm start\` and \`npm run start:single\` run the service.`,
     '',
     '| server | what it does | CPU ms/request, median | range | req/s, median |',
     '|---|---|---:|---|---:|',

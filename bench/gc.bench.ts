@@ -132,7 +132,7 @@ try {
   const cpuOf = (name: string) => median(of(name).flatMap((w) => w.cpu));
   const [shipped, heuristic, untrimmed] = VARIANTS.map((v) => cpuOf(v.name));
   const section = [
-    `${WORKERS} fresh workers per variant (\`node dist/main.js\`, one log line per request), the load generator (autocannon, keep-alive) on the other core: ${WARMUP} warm-up requests each, all idle for ${(IDLE_MS / 1000).toFixed(0)} s, then ${ROUNDS} interleaved rounds × ${REQUESTS} requests of the reference body at concurrency ${CONCURRENCY}. GCs from each worker's \`/metrics\` over the rounds; CPU: user + system time per request, and of it the system time, with the minor page faults (\`/proc/<pid>/stat\`); peak RSS: VmHWM.`,
+    `${WORKERS} fresh workers per variant (\`node dist/main.js\`, one log line per request; as shipped = as \`npm run start:single\` starts it, with \`MALLOC_TRIM_THRESHOLD_=33554432\`), the load generator (autocannon, keep-alive) on the other core: ${WARMUP} warm-up requests each, all idle for ${(IDLE_MS / 1000).toFixed(0)} s, then ${ROUNDS} interleaved rounds × ${REQUESTS} requests of the reference body at concurrency ${CONCURRENCY}. GCs from each worker's \`/metrics\` over the rounds; CPU: user + system time per request, and of it the system time, with the minor page faults (\`/proc/<pid>/stat\`); peak RSS: VmHWM.`,
     '',
     '| variant | worker | CPU ms/request, median | range | of it system, ms | minor page faults / req | full GCs / 1,000 req | young-generation GCs / 1,000 req | peak RSS MiB |',
     '|---|---:|---:|---|---:|---:|---:|---:|---:|',
