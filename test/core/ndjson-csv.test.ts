@@ -707,6 +707,22 @@ describe('buffers grow past their initial sizes', () => {
     expect(r.csv).toBe(`${'y'.repeat(90)},12345\n`.repeat(2000));
   });
 
+  it('writes rows far longer than their lines, filling the output area many times per region', () => {
+    // 100 columns: a 3-byte `{}` line becomes 99 commas and an EOL, 33× its size, so the kernel's
+    // output area (2× the region) fills up again and again within one chunk.
+    const columns = Array.from({ length: 100 }, (_, i) => `c${i}`);
+    const cells = columns.map((c) => (c === 'c5' ? '"a,b"' : c === 'c7' ? '"x""y"' : ''));
+    const body = utf8(`{}\n{"c5":"a,b","c7":"x\\"y"}\n`.repeat(150000));
+    const expected = `${','.repeat(99)}\r\n${cells.join(',')}\r\n`.repeat(150000);
+    for (const r of [
+      run(body, { columns, eol: 'crlf' }),
+      runChunks(splitEvery(body, 65536), { columns, eol: 'crlf' }),
+    ]) {
+      expect(r.valid).toBe(300000);
+      expect(r.csv === expected).toBe(true);
+    }
+  });
+
   it('validates nesting far deeper than the initial stack', () => {
     const deep = '['.repeat(5000) + '{"k":[]}' + ']'.repeat(5000);
     expect(run(`{"b":${deep},"a":1}\n{"b":${deep}]}\n`).errors).toEqual([

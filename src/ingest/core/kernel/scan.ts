@@ -188,7 +188,7 @@ export function scan(start: usize, end: usize, knownUtf8: bool): usize {
         linesScanned++;
         record(linesScanned - 1, pos, cut, LINE_TOO_LONG);
       } else {
-        const w = writeRow();
+        const w = writeRow(<i32>(cut - pos));
         if (w == 1) {
           linesScanned++;
           validCount++;
@@ -691,15 +691,21 @@ function unescapeInto(start: usize, end: usize, strict: bool): i32 {
 }
 
 /** Writes the row of the current line: 1 written, 0 lone surrogate, -1 output full. */
-function writeRow(): i32 {
-  let need: i32 = eolLength;
-  for (let c: i32 = 0; c < columnCount; c++) {
-    const off = <usize>c << 2;
-    need += load<u8>(CELL_KIND + <usize>c) != CELL_EMPTY
-      ? 2 * (load<i32>(CELL_END + off) - load<i32>(CELL_START + off)) + 3
-      : 1;
+function writeRow(lineBytes: i32): i32 {
+  // Every cell is a span of the line and grows to at most 2× plus its quotes and comma (quotes
+  // doubled; unescaping never lengthens), so this bound holds without looking at the cells. Only
+  // near the end of the output area are they measured. (i64: a line may be up to 2^30 bytes.)
+  const bound = <i64>outLength + 2 * <i64>lineBytes + <i64>(3 * columnCount + eolLength + 8);
+  if (bound > <i64>outCap) {
+    let need: i32 = eolLength;
+    for (let c: i32 = 0; c < columnCount; c++) {
+      const off = <usize>c << 2;
+      need += load<u8>(CELL_KIND + <usize>c) != CELL_EMPTY
+        ? 2 * (load<i32>(CELL_END + off) - load<i32>(CELL_START + off)) + 3
+        : 1;
+    }
+    if (outLength + need + 8 > outCap) return -1;
   }
-  if (outLength + need + 8 > outCap) return -1;
   let o: usize = outPtr + <usize>outLength;
   for (let c: i32 = 0; c < columnCount; c++) {
     if (c > 0) store<u8>(o++, 0x2c);
