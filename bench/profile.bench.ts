@@ -15,6 +15,7 @@
  * commit, and `isUtf8` under the transform as the transform). With --write, the summary replaces
  * the profile section of BENCHMARKS.md.
  */
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -157,10 +158,7 @@ function summarise(profile: CpuProfile, requests: number) {
   };
 }
 
-function waitForProfiler(
-  proc: NonNullable<Awaited<ReturnType<typeof startServer>>['proc']>,
-  state: string,
-): Promise<void> {
+function waitForProfiler(proc: ChildProcess, state: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`profiler not ${state} after 30 s`)), 30000);
     const onMessage = (m: { profiler?: string; message?: string }) => {

@@ -21,22 +21,36 @@ import { readFileSync } from 'node:fs';
 export const MALLOC_TRIM_THRESHOLD = 32 * 1024 * 1024;
 
 /**
- * The value of `MALLOC_TRIM_THRESHOLD_` this process was executed with (`/proc/self/environ`,
- * not `process.env`, which pm2 rewrites after the start), or null. Undefined where it does not
- * apply: not Linux, or a C library other than glibc.
+ * The environment a process was executed with (`/proc/<pid>/environ`), not `process.env`, which
+ * pm2 rewrites in its workers after the start. Throws where there is no /proc.
+ */
+export function startEnvironment(pid: number | 'self' = 'self'): Map<string, string> {
+  const entries = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').filter(Boolean);
+  return new Map(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+}
+
+/** Whether this process runs on glibc (Linux only; musl and others read no MALLOC_ variables). */
+export function onGlibc(): boolean {
+  if (process.platform !== 'linux') return false;
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } };
+  return report?.header?.glibcVersionRuntime !== undefined;
+}
+
+/**
+ * The value of `MALLOC_TRIM_THRESHOLD_` this process was executed with, or null. Undefined where
+ * it does not apply: not Linux, or a C library other than glibc. The C library is only asked
+ * about (a process report, a few milliseconds) when the variable is missing.
  */
 export function mallocTrimThresholdAtStart(): string | null | undefined {
   if (process.platform !== 'linux') return undefined;
-  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } };
-  if (report?.header?.glibcVersionRuntime === undefined) return undefined;
-  let environ: string;
+  let value: string | undefined;
   try {
-    environ = readFileSync('/proc/self/environ', 'latin1');
+    value = startEnvironment().get('MALLOC_TRIM_THRESHOLD_');
   } catch {
     return undefined;
   }
-  const entry = environ.split('\0').find((e) => e.startsWith('MALLOC_TRIM_THRESHOLD_='));
-  return entry === undefined ? null : entry.slice('MALLOC_TRIM_THRESHOLD_='.length);
+  if (value !== undefined) return value;
+  return onGlibc() ? null : undefined;
 }
 
 /** A line for the start-up log when the threshold is missing, else null. */

@@ -7,19 +7,17 @@ import { execFile, spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { MALLOC_TRIM_THRESHOLD, mallocTrimNotice } from '../src/malloc-tuning.js';
+import {
+  MALLOC_TRIM_THRESHOLD,
+  mallocTrimNotice,
+  onGlibc,
+  startEnvironment,
+} from '../src/malloc-tuning.js';
 import { freePort, ROOT, send, startServer, tempDir } from './support/server.js';
 import { waitFor } from './support/pm2.js';
 
 const run = promisify(execFile);
-const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } };
-const glibc = process.platform === 'linux' && report?.header?.glibcVersionRuntime !== undefined;
-const onGlibc = glibc ? it : it.skip;
-
-function environOf(pid: number): Map<string, string> {
-  const entries = readFileSync(`/proc/${pid}/environ`, 'latin1').split('\0').filter(Boolean);
-  return new Map(entries.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-}
+const itOnGlibc = onGlibc() ? it : it.skip;
 
 function childrenOf(pid: number): number[] {
   const children: number[] = [];
@@ -33,6 +31,13 @@ function childrenOf(pid: number): number[] {
     }
   }
   return children;
+}
+
+/** The service's workers among a process's children. */
+function workersOf(pid: number): number[] {
+  return childrenOf(pid).filter((c) =>
+    readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('dist/main.js'),
+  );
 }
 
 describe('mallocTrimNotice', () => {
@@ -61,7 +66,7 @@ describe('ecosystem.config.js', () => {
 });
 
 describe('a standalone worker', () => {
-  onGlibc('started without the threshold logs the notice once; with it, not at all', async () => {
+  itOnGlibc('started without the threshold logs the notice once; with it, not at all', async () => {
     const without = await startServer();
     const withIt = await startServer({ MALLOC_TRIM_THRESHOLD_: '33554432' });
     try {
@@ -92,7 +97,7 @@ describe('npm start (pm2-runtime start ecosystem.config.js)', () => {
     }
   });
 
-  onGlibc('forks workers whose start environment holds the threshold', async () => {
+  itOnGlibc('forks workers whose start environment holds the threshold', async () => {
     const home = tempDir('pm2-home-');
     const port = await freePort();
     let out = '';
@@ -118,10 +123,7 @@ describe('npm start (pm2-runtime start ecosystem.config.js)', () => {
     runtime.stderr!.on('data', (d: Buffer) => (out += d.toString()));
     const pid = runtime.pid!;
     await waitFor(async () => {
-      const workers = childrenOf(pid).filter((c) =>
-        readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('dist/main.js'),
-      );
-      if (workers.length < 2) return false;
+      if (workersOf(pid).length < 2) return false;
       return (
         (
           await send(`http://127.0.0.1:${port}/health/live`, null, { method: 'GET' }).catch(() => ({
@@ -130,15 +132,13 @@ describe('npm start (pm2-runtime start ecosystem.config.js)', () => {
         ).status === 200
       );
     }, 30000);
-    const workers = childrenOf(pid).filter((c) =>
-      readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('dist/main.js'),
-    );
+    const workers = workersOf(pid);
     expect(workers).toHaveLength(2);
     for (const w of workers) {
-      expect(environOf(w).get('MALLOC_TRIM_THRESHOLD_')).toBe(String(MALLOC_TRIM_THRESHOLD));
+      expect(startEnvironment(w).get('MALLOC_TRIM_THRESHOLD_')).toBe(String(MALLOC_TRIM_THRESHOLD));
     }
     // pm2-runtime's own process was started without it: only what it forks has it.
-    expect(environOf(pid).has('MALLOC_TRIM_THRESHOLD_')).toBe(false);
+    expect(startEnvironment(pid).has('MALLOC_TRIM_THRESHOLD_')).toBe(false);
     expect(out).not.toContain('MALLOC_TRIM_THRESHOLD_ was not in');
   });
 });
