@@ -24,9 +24,12 @@ const COLUMN_NAME_LEN: usize = 32768; // i32 per column
 const COLUMN_NAMES: usize = 40960; // name bytes (up to 64 KiB)
 const SHAPE_SLOTS: i32 = 64;
 // Per slot, one u32: bits 0-8 the learned key's length (0 = none), bit 9 set when it ends with
-// the colon, bits 10-31 the column + 1 (0 = not kept).
+// the colon, bits 10-31 the column + 1 (0 = not kept). A learned key is the member's source text
+// from its opening quote, or after the first member from the comma before it (so one compare
+// also checks the separator), to its closing quote or the colon right after it.
 const SHAPE_META: usize = 106496;
 const SHAPE_KEYS: usize = 110592; // 64 slots x 256 bytes
+const TAIL_MASK: usize = 107520; // 17 x 16 bytes: the first r bytes 0xff
 const SHAPE_KEY_MAX: i32 = 248;
 export const DYNAMIC_BASE: usize = 131072;
 
@@ -105,6 +108,9 @@ export function init(columns: i32, eolLf: bool, maxLine: i32): void {
   store<u8>(SIMPLE_ESCAPE + 0x72, 0x0d);
   store<u8>(SIMPLE_ESCAPE + 0x74, 0x09);
   for (let s = 0; s < SHAPE_SLOTS; s++) store<u32>(SHAPE_META + (<usize>s << 2), 0);
+  for (let r = 0; r <= 16; r++) {
+    for (let b = 0; b < 16; b++) store<u8>(TAIL_MASK + <usize>(r * 16 + b), b < r ? 0xff : 0);
+  }
 }
 
 /** Column names: the wrapper writes the bytes at `namesPtr()` and declares each one. */
@@ -310,7 +316,8 @@ function scanLine(start: usize): i32 {
       let column: i32 = -1;
       let matched = false;
       if (slot < SHAPE_SLOTS) {
-        // The learned key runs from its opening quote to its closing quote (or colon).
+        // The learned key runs from its opening quote (from the comma before it, after the first
+        // member) to its closing quote (or colon).
         const meta = load<u32>(SHAPE_META + (<usize>slot << 2));
         const len = <i32>(meta & 0x1ff);
         if (len != 0 && keyEquals(p, SHAPE_KEYS + (<usize>slot << 8), len)) {
@@ -325,6 +332,23 @@ function scanLine(start: usize): i32 {
         }
       }
       if (!matched) {
+        let from = p;
+        if (slot > 0) {
+          // After a value: the separator.
+          c = <u32>load<u8>(p);
+          if (c <= 0x20) {
+            p = skipWs(p);
+            c = <u32>load<u8>(p);
+          }
+          if (c == 0x7d) {
+            p++;
+            members = false;
+            continue;
+          }
+          if (c != 0x2c) return BAD;
+          from = p;
+          p = skipWs(p + 1);
+        }
         if (load<u8>(p) != 0x22) return BAD;
         p++;
         const keyStart = p;
@@ -332,17 +356,20 @@ function scanLine(start: usize): i32 {
         if (q == 0) return BAD;
         p = q;
         column = keyColumn(keyStart, p - 1);
-        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(keyStart - 1, p, column, slot);
+        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(from, p, column, slot);
         p = skipWs(p);
         if (load<u8>(p) != 0x3a) return BAD;
         p++;
       }
       slot++;
-      p = skipWs(p);
-      const valueStart = p;
       c = <u32>load<u8>(p);
+      if (c <= 0x20) {
+        p = skipWs(p);
+        c = <u32>load<u8>(p);
+      }
+      const valueStart = p;
       if (c == 0x22) {
-        const q = scanString(p + 1);
+        const q = scanStringAt(p + 1);
         if (q == 0) return BAD;
         p = q;
         if (column >= 0) {
@@ -375,19 +402,6 @@ function scanLine(start: usize): i32 {
           store<u8>(CELL_KIND + <usize>column, c == 0x6e ? CELL_EMPTY : CELL_RAW);
         }
       }
-      c = <u32>load<u8>(p);
-      if (c <= 0x20) {
-        p = skipWs(p);
-        c = <u32>load<u8>(p);
-      }
-      if (c == 0x2c) {
-        p = skipWs(p + 1);
-      } else if (c == 0x7d) {
-        p++;
-        members = false;
-      } else {
-        return BAD;
-      }
     }
   }
   p = skipWs(p);
@@ -395,19 +409,18 @@ function scanLine(start: usize): i32 {
 }
 
 /**
- * Compares the input at p with a learned key, 8 bytes at a time; the last word is masked. Reading
- * up to 7 bytes past the key is safe: the input and the key slots are padded.
+ * Compares the input at p with a learned key, 16 bytes at a time; the last block is masked.
+ * Reading up to 15 bytes past the key is safe: the key slots are padded, the input area is
+ * followed by the other areas, and a key never matches past the line's LF (it holds none).
  */
 @inline function keyEquals(p: usize, key: usize, len: i32): bool {
   let k: i32 = 0;
-  while (k + 8 <= len) {
-    if (load<u64>(p + <usize>k) != load<u64>(key + <usize>k)) return false;
-    k += 8;
+  while (k + 16 < len) {
+    if (v128.any_true(v128.xor(v128.load(p + <usize>k), v128.load(key + <usize>k)))) return false;
+    k += 16;
   }
-  const rest = len - k;
-  if (rest == 0) return true;
-  const mask: u64 = (<u64>1 << (<u64>rest << 3)) - 1;
-  return ((load<u64>(p + <usize>k) ^ load<u64>(key + <usize>k)) & mask) == 0;
+  const diff = v128.xor(v128.load(p + <usize>k), v128.load(key + <usize>k));
+  return !v128.any_true(v128.and(diff, v128.load(TAIL_MASK + (<usize>(len - k) << 4))));
 }
 
 function learnKey(start: usize, end: usize, column: i32, slot: i32): void {
@@ -431,6 +444,10 @@ function learnKey(start: usize, end: usize, column: i32, slot: i32): void {
  * or 0. Sets strEscaped and strComma.
  */
 function scanString(p: usize): usize {
+  return scanStringAt(p);
+}
+
+@inline function scanStringAt(p: usize): usize {
   let escaped = false;
   let comma = false;
   const quote = i8x16.splat(0x22);
@@ -438,27 +455,28 @@ function scanString(p: usize): usize {
   const commaV = i8x16.splat(0x2c);
   const space = i8x16.splat(0x20);
   for (;;) {
-    // 16 bytes at a time: stop at a quote, backslash or control character; note commas.
+    // 16 bytes at a time: stop at a quote, backslash, comma or control character.
     const v = v128.load(p);
     const stop = v128.or(
       v128.or(i8x16.eq(v, quote), i8x16.eq(v, backslash)),
-      i8x16.lt_u(v, space),
+      v128.or(i8x16.lt_u(v, space), i8x16.eq(v, commaV)),
     );
     const m = i8x16.bitmask(stop);
     if (m == 0) {
-      if (i8x16.bitmask(i8x16.eq(v, commaV)) != 0) comma = true;
       p += 16;
       continue;
     }
-    const n = ctz(m);
-    const before = (1 << n) - 1;
-    if ((i8x16.bitmask(i8x16.eq(v, commaV)) & before) != 0) comma = true;
-    p += <usize>n;
+    p += <usize>ctz(m);
     const c = load<u8>(p);
     if (c == 0x22) {
       strEscaped = escaped;
       strComma = comma;
       return p + 1;
+    }
+    if (c == 0x2c) {
+      comma = true;
+      p++;
+      continue;
     }
     if (c != 0x5c) return 0; // control character (LF included: the line ends inside a string)
     escaped = true;
