@@ -114,7 +114,8 @@ describe('npm start (pm2-runtime start ecosystem.config.js)', () => {
           PORT: String(port),
           CSV_DIR: join(home, 'csv'),
           INSTANCES: '2',
-          LOG_LEVEL: 'warn',
+          // info: each worker logs its requests, which the end of the test relies on.
+          LOG_LEVEL: 'info',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -139,6 +140,13 @@ describe('npm start (pm2-runtime start ecosystem.config.js)', () => {
     }
     // pm2-runtime's own process was started without it: only what it forks has it.
     expect(startEnvironment(pid).has('MALLOC_TRIM_THRESHOLD_')).toBe(false);
+    // A worker would log the notice before it reports ready, and pm2 relays each worker's output
+    // in order: once a request line of every worker has reached pm2-runtime's output, so would
+    // have a notice.
+    await waitFor(async () => {
+      await send(`http://127.0.0.1:${port}/ingest`, Buffer.from('{"vendorid":1}\n'));
+      return workers.every((w) => new RegExp(`"pid":${w}\\b[^\\n]*"msg":"ingest"`).test(out));
+    }, 30000);
     expect(out).not.toContain('MALLOC_TRIM_THRESHOLD_ was not in');
   });
 });
