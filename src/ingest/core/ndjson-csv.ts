@@ -22,8 +22,9 @@
  * - In the WebAssembly kernel (kernel/scan.ts, AssemblyScript with SIMD): JSON validation, key
  *   matching, value extraction and CSV writing. A plain JS byte loop measured ~530 MB/s on the
  *   reference machine, the same loop in WebAssembly ~1.3 GB/s, and SIMD skips string contents 16
- *   bytes at a time. Keys are matched against the previous record's key at the same position
- *   (8 bytes per compare), which is what taxi-like data nearly always repeats.
+ *   bytes at a time. Keys are matched against the previous record's key at the same position,
+ *   with the comma before it (16 bytes per compare), which is what taxi-like data nearly always
+ *   repeats.
  */
 import { isUtf8 } from 'node:buffer';
 import { KERNEL_WASM_BASE64 } from './kernel-wasm.js';
