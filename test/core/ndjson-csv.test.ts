@@ -723,6 +723,28 @@ describe('buffers grow past their initial sizes', () => {
     }
   });
 
+  it('copies cells of every length around the word sizes intact, next to each other', () => {
+    // Cells are copied in whole words that may run past their end (the next cell overwrites the
+    // excess): lengths 0–70 cover the unrolled copies (≤ 16, ≤ 32), the loop and memory.copy.
+    const lines: string[] = [];
+    const rows: string[] = [];
+    for (let n = 0; n <= 70; n++) {
+      const a = 'x'.repeat(n);
+      const b = String(10 ** Math.min(n, 15) + n);
+      const c = 'y,'.repeat(n >> 1);
+      lines.push(JSON.stringify({ c, a, b }));
+      rows.push(`${a},${b},${c === '' ? '' : `"${c}"`}`);
+    }
+    const body = lines.join('\n') + '\n';
+    for (const r of [
+      run(body, { columns: ['a', 'b', 'c'] }),
+      runChunks(splitEvery(utf8(body), 97), { columns: ['a', 'b', 'c'] }),
+    ]) {
+      expect(r.valid).toBe(71);
+      expect(r.csv).toBe(rows.join('\n') + '\n');
+    }
+  });
+
   it('validates nesting far deeper than the initial stack', () => {
     const deep = '['.repeat(5000) + '{"k":[]}' + ']'.repeat(5000);
     expect(run(`{"b":${deep},"a":1}\n{"b":${deep}]}\n`).errors).toEqual([

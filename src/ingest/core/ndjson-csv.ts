@@ -87,7 +87,7 @@ const REASONS: InvalidReason[] = [
 const LF = 0x0a;
 const CR = 0x0d;
 const PAGE = 65536;
-/** Slack after each area: SIMD loads and 8-byte key compares may read up to 16 bytes past a line. */
+/** Slack after each area: 16-byte loads and word copies read up to 31 bytes past a line or cell. */
 const PAD = 64;
 const INVALID_ENTRIES = 4096;
 /** Regions are handed to the kernel in pieces of about this size (ending at an LF). */
