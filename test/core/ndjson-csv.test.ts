@@ -403,6 +403,36 @@ describe('§4 keys', () => {
     );
   });
 
+  it('matches learned keys of every length around the compare widths, and only exactly', () => {
+    // Keys of 2–42 bytes: with the comma, quotes and colon the learned keys are 6–46 bytes, across
+    // the 16- and 32-byte compares. Each line is matched against the keys the line before had.
+    const keys = Array.from({ length: 41 }, (_, n) => `k${'x'.repeat(n)}${'abcdefgh'[n % 8]}`);
+    const columns = keys.filter((_, i) => i % 3 === 0);
+    const line = (key: (k: string) => string, sep: string, value: (i: number) => string) =>
+      `{${keys.map((k, i) => `"${key(k)}"${sep}${value(i)}`).join(',')}}`;
+    const same = (k: string) => k;
+    // The last byte of every kept key differs: those keys must not match.
+    const lastByte = (k: string) => (columns.includes(k) ? `${k.slice(0, -1)}Z` : k);
+    const body = [
+      line(same, ':', (i) => String(i)),
+      line(same, ':', (i) => String(i * 2)),
+      line(same, ' :', (i) => String(i * 3)), // the colon is the learned key's last byte
+      line(lastByte, ':', (i) => String(i * 4)),
+      line(same, ':', (i) => `"s${i}"`),
+    ].join('\n');
+    const kept = keys.flatMap((k, i) => (columns.includes(k) ? [i] : []));
+    const row = (cell: (i: number) => string) => kept.map(cell).join(',');
+    expect(run(body + '\n', { columns }).csv).toBe(
+      [
+        row((i) => String(i)),
+        row((i) => String(i * 2)),
+        row((i) => String(i * 3)),
+        row(() => ''),
+        row((i) => `s${i}`),
+      ].join('\n') + '\n',
+    );
+  });
+
   it('handles records with more keys than the shape predicts', () => {
     const keys = Array.from({ length: 100 }, (_, k) => `"k${k}":${k}`);
     const line = `{${keys.join(',')},"a":"end"}`;

