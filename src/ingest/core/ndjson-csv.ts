@@ -87,7 +87,11 @@ const REASONS: InvalidReason[] = [
 const LF = 0x0a;
 const CR = 0x0d;
 const PAGE = 65536;
-/** Slack after each area: 16-byte loads and word copies read up to 31 bytes past a line or cell. */
+/**
+ * Slack after each area: 16-byte loads and cell copies read up to 16 bytes past a line or cell. A
+ * learned key's compare reads up to its length + 15 bytes from where it starts, so past the line
+ * and beyond this slack into the next area; a key holds no LF, so it never matches there.
+ */
 const PAD = 64;
 const INVALID_ENTRIES = 4096;
 /** Regions are handed to the kernel in pieces of about this size (ending at an LF). */

@@ -34,6 +34,8 @@ const SHAPE_KEY_MAX: i32 = 248;
 export const DYNAMIC_BASE: usize = 131072;
 
 const MAX_COLUMNS: i32 = 1024;
+/** Room kept free at the end of the output area: copySpan writes up to 16 bytes past a cell. */
+const ROW_SLACK: i32 = 32;
 
 // Cell kinds.
 const CELL_EMPTY: u8 = 0;
@@ -714,8 +716,8 @@ function unescapeInto(start: usize, end: usize, strict: bool): i32 {
 
 /**
  * Copies a short span in whole words, without a loop up to 32 bytes (most cells); it may write
- * (and read) up to 31 bytes past the span, which the next cell overwrites (the output area keeps
- * 32 bytes of slack for it: writeRow; the input areas are padded). Unrolled: +2 %.
+ * (and read) up to 16 bytes past the span, which the next cell overwrites (writeRow keeps
+ * ROW_SLACK bytes free at the end of the output area; the input areas are padded). Unrolled: +2 %.
  */
 @inline function copySpan(o: usize, s: usize, n: usize): void {
   if (n <= 16) {
@@ -740,7 +742,7 @@ function writeRow(lineBytes: i32): i32 {
   // Every cell is a span of the line and grows to at most 2× plus its quotes and comma (quotes
   // doubled; unescaping never lengthens), so this bound holds without looking at the cells. Only
   // near the end of the output area are they measured. (i64: a line may be up to 2^30 bytes.)
-  const bound = <i64>outLength + 2 * <i64>lineBytes + <i64>(3 * columnCount + eolLength + 32);
+  const bound = <i64>outLength + 2 * <i64>lineBytes + <i64>(3 * columnCount + eolLength + ROW_SLACK);
   if (bound > <i64>outCap) {
     let need: i32 = eolLength;
     for (let c: i32 = 0; c < columnCount; c++) {
@@ -749,7 +751,7 @@ function writeRow(lineBytes: i32): i32 {
         ? 2 * (load<i32>(CELL_END + off) - load<i32>(CELL_START + off)) + 3
         : 1;
     }
-    if (outLength + need + 32 > outCap) return -1;
+    if (outLength + need + ROW_SLACK > outCap) return -1;
   }
   let o: usize = outPtr + <usize>outLength;
   for (let c: i32 = 0; c < columnCount; c++) {
