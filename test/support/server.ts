@@ -152,6 +152,12 @@ export interface PostOptions {
   chunks?: Buffer[];
   method?: string;
   agent?: Agent | false;
+  /**
+   * Give up (reject with "timed out") when the socket is idle this long, as a real client does: a
+   * connection the cluster primary hands to a worker that is killed at that moment is never
+   * answered nor closed (see test/cluster/pm2-lifecycle.e2e.test.ts).
+   */
+  timeoutMs?: number;
 }
 
 /** One request with node:http; the body is a Buffer (Content-Length) or chunks. */
@@ -179,6 +185,8 @@ export function send(url: string, body: Buffer | null, options: PostOptions = {}
       },
     );
     req.on('error', reject);
+    if (options.timeoutMs !== undefined)
+      req.setTimeout(options.timeoutMs, () => req.destroy(new Error('timed out')));
     if (options.chunks !== undefined) {
       for (const c of options.chunks) req.write(c);
       req.end();
