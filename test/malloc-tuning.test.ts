@@ -1,5 +1,6 @@
 /**
- * glibc's trim threshold (src/malloc-tuning.ts): `npm start` forks its workers with it, a user's
+ * glibc's trim threshold (src/malloc-tuning.ts): `npm start` forks its workers with it (and
+ * `npm run start:single` starts its server with it), a user's
  * own value wins, and a worker started without it says so once.
  */
 import { afterAll, describe, expect, it } from '@jest/globals';
@@ -62,6 +63,29 @@ describe('ecosystem.config.js', () => {
   it('sets the threshold for the workers pm2-runtime forks, and keeps a value given', async () => {
     expect(await valueAfterLoading({})).toBe(String(MALLOC_TRIM_THRESHOLD));
     expect(await valueAfterLoading({ MALLOC_TRIM_THRESHOLD_: '1048576' })).toBe('1048576');
+  });
+});
+
+describe('npm run start:single', () => {
+  // The script is `npm run build && <assignment> node dist/main.js`; its second half runs here as
+  // npm runs it (sh -c), with the server swapped for printing what it would be started with.
+  const script = (
+    JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      scripts: Record<string, string>;
+    }
+  ).scripts['start:single'];
+  const valueAtStart = async (env: Record<string, string>) => {
+    const start = script.split(' && ')[1];
+    const printing = start.replace(/ node dist\/main\.js$/, ' printenv MALLOC_TRIM_THRESHOLD_');
+    return (
+      await run('sh', ['-c', printing], { env: { PATH: process.env.PATH, ...env } })
+    ).stdout.trim();
+  };
+
+  it('starts the server with the same threshold as npm start, and keeps a value given', async () => {
+    expect(script).toMatch(/^npm run build && .* node dist\/main\.js$/);
+    expect(await valueAtStart({})).toBe(String(MALLOC_TRIM_THRESHOLD));
+    expect(await valueAtStart({ MALLOC_TRIM_THRESHOLD_: '1048576' })).toBe('1048576');
   });
 });
 
