@@ -1,7 +1,7 @@
 /**
- * glibc's trim threshold (src/malloc-tuning.ts): `npm start` forks its workers with it (and
- * `npm run start:single` starts its server with it), a user's
- * own value wins, and a worker started without it says so once.
+ * glibc's trim threshold (src/malloc-tuning.ts): `npm start` forks its workers with it and
+ * `npm run start:single` starts its server with it, a user's own value wins, and a worker started
+ * without it says so once.
  */
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { execFile, spawn } from 'node:child_process';
