@@ -127,7 +127,7 @@ describe('pm2 lifecycle', () => {
       return ws.length === 2 && ws.every((w) => w.status === 'online' && w.pid !== victim.pid);
     }, 30000);
     await new Promise((r) => setTimeout(r, 800));
-    const results = [await keepAlive.stop(), await oneShot.stop()];
+    const results = await Promise.all([keepAlive.stop(), oneShot.stop()]);
     const ok = results.flatMap((r) => r.ok);
     const failed = results.flatMap((r) => r.failed);
     for (const r of results) expect(r.ok.length).toBeGreaterThan(20);

@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
-import { send, startServer, tempDir, type RunningServer } from '../support/server.js';
+import { waitFor } from '../support/pm2.js';
+import { send, startServer, tempDir, type Answer, type RunningServer } from '../support/server.js';
 
 describe('/health on a tmpfs CSV folder', () => {
   const dir = join(tempDir(), 'csv');
@@ -98,14 +99,14 @@ describe('/health on a tmpfs CSV folder', () => {
     s.proc.kill('SIGTERM');
     // The signal takes effect when the worker's event loop gets to it; ask until it has (a busy
     // machine may take a while), on the same connection.
-    let down = await send(`${s.url}/health`, null, { method: 'GET', agent });
-    for (let tries = 0; down.status === 200 && tries < 100; tries++) {
-      await new Promise((r) => setTimeout(r, 100));
+    let down: Answer | undefined;
+    await waitFor(async () => {
       down = await send(`${s.url}/health`, null, { method: 'GET', agent });
-    }
-    expect(down.status).toBe(503);
-    expect(down.json.error.shutdown.status).toBe('down');
-    expect(down.headers.connection).toBe('close');
+      return down.status !== 200;
+    }, 10000);
+    expect(down?.status).toBe(503);
+    expect(down?.json.error.shutdown.status).toBe('down');
+    expect(down?.headers.connection).toBe('close');
     req.end(' '.repeat(1000 - 20));
     expect(await answered).toBe(200);
     agent.destroy();
