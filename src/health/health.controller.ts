@@ -17,13 +17,17 @@ export class HealthController {
   @Get()
   @HealthCheck()
   readiness() {
+    const disk = this.csv.diskSpace();
     return this.health.check([
-      () => {
+      () => this.csv.writable(),
+      () => disk,
+      // Read last, once the disk check's I/O is done: a check under way when draining starts
+      // then names it, instead of terminus answering `shutting_down` with nothing down.
+      async () => {
+        await disk.catch(() => undefined);
         const check = this.indicators.check('shutdown');
         return this.drain.draining ? check.down({ message: 'draining' }) : check.up();
       },
-      () => this.csv.writable(),
-      () => this.csv.diskSpace(),
     ]);
   }
 

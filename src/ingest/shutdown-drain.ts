@@ -1,4 +1,10 @@
-import { Inject, Injectable, Logger, type BeforeApplicationShutdown } from '@nestjs/common';
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnModuleDestroy,
+} from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Server, ServerResponse } from 'node:http';
 import type { IngestConfig } from '../config.js';
@@ -19,10 +25,12 @@ const KEEP_ALIVE_GRACE_MS = 1000;
  *     (the CSV descriptors close last, in CsvSinkProvider).
  */
 @Injectable()
-export class ShutdownDrain implements BeforeApplicationShutdown {
+export class ShutdownDrain implements OnModuleDestroy, BeforeApplicationShutdown {
   private readonly logger = new Logger('ShutdownDrain');
+  /** Readiness reads this; see onModuleDestroy. */
   draining = false;
   inFlight = 0;
+  private started = false;
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -45,8 +53,18 @@ export class ShutdownDrain implements BeforeApplicationShutdown {
     };
   }
 
+  /**
+   * Readiness turns in Nest's first shutdown phase. Terminus' own flag, which makes every later
+   * health answer 503 `shutting_down`, is set in the next phase (its beforeApplicationShutdown);
+   * turning ours first means no such answer lacks the `shutdown` check naming the drain.
+   */
+  onModuleDestroy(): void {
+    this.draining = true;
+  }
+
   async beforeApplicationShutdown(signal?: string): Promise<void> {
-    if (this.draining) return;
+    if (this.started) return;
+    this.started = true;
     this.draining = true;
     const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
     this.logger.log(`draining (${signal ?? 'close'}): ${this.inFlight} requests in flight`);
