@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
+import { waitFor } from '../support/pm2.js';
 import { send, startServer, tempDir, type Answer, type RunningServer } from '../support/server.js';
 
 describe('/health on a tmpfs CSV folder', () => {
@@ -97,7 +98,11 @@ describe('/health on a tmpfs CSV folder', () => {
       req.on('response', (r) => resolve(r.statusCode ?? 0)),
     );
     req.write('{"vendorid":"slow"}\n');
-    await new Promise((r) => setTimeout(r, 200));
+    // The drain waits for it only once the service has it in flight.
+    await waitFor(async () => {
+      const m = await send(`${s.url}/metrics`, null, { method: 'GET' });
+      return /^ingest_in_flight_requests(\{[^}]*\})? 1$/m.test(m.text);
+    }, 10000);
     // Each connection asks until an answer closes it (a busy machine may take a while to get to
     // the signal). A check under way when draining starts is answered 503 on a kept connection;
     // the next request on it gets `Connection: close`.
