@@ -36,9 +36,13 @@ function childrenOf(pid: number): number[] {
 
 /** The service's workers among a process's children. */
 function workersOf(pid: number): number[] {
-  return childrenOf(pid).filter((c) =>
-    readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('dist/main.js'),
-  );
+  return childrenOf(pid).filter((c) => {
+    try {
+      return readFileSync(`/proc/${c}/cmdline`, 'latin1').includes('dist/main.js');
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }
 
 describe('mallocTrimNotice', () => {

@@ -146,9 +146,10 @@ describe('GET /metrics on a 2-worker pm2 cluster', () => {
         expect(a.status).toBe(200);
         sent += body.length;
       }
+      // A 30 s window still holds the traffic's scrapes while a slow machine gets to the query.
       let rate = 0;
       await waitFor(async () => {
-        const r = await query('sum(rate(ingest_received_bytes_total[5s]))');
+        const r = await query('sum(rate(ingest_received_bytes_total[30s]))');
         rate = Number(r.data.result[0]?.value[1] ?? 0);
         return rate > 0;
       }, 15000);
@@ -162,11 +163,19 @@ describe('GET /metrics on a 2-worker pm2 cluster', () => {
         return total === expected;
       }, 15000);
       expect(total).toBe(expected);
-      const workers = await query('count(ingest_received_bytes_total)');
-      expect(workers.data.result[0].value[1]).toBe('2');
+      let workers = '';
+      await waitFor(async () => {
+        const r = await query('count(ingest_received_bytes_total)');
+        workers = r.data.result[0]?.value[1] ?? '';
+        return workers === '2';
+      }, 15000);
+      expect(workers).toBe('2');
     } finally {
-      prom.kill('SIGTERM');
-      await new Promise((resolve) => prom.once('exit', resolve));
+      const exited = new Promise((resolve) => prom.once('exit', resolve));
+      if (prom.exitCode === null && prom.signalCode === null) {
+        prom.kill('SIGTERM');
+        await exited;
+      }
     }
   }, 90000);
 });

@@ -32,6 +32,8 @@ export async function startCluster(
   const csvDir = join(tempDir(), 'csv');
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '',
+    // The workers name day files by their local day, as the test reads them.
+    ...(process.env.TZ === undefined ? {} : { TZ: process.env.TZ }),
     HOME: home,
     PM2_HOME: home,
     HOST: '127.0.0.1',
@@ -39,6 +41,8 @@ export async function startCluster(
     CSV_DIR: csvDir,
     INSTANCES: String(instances),
     LOG_LEVEL: 'warn',
+    // A peer's series may take long on a loaded machine; the tests count every worker's.
+    METRICS_TIMEOUT_MS: '10000',
     ...extraEnv,
   };
   const pm2 = async (...args: string[]) =>
