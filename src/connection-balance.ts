@@ -56,6 +56,22 @@ export function connectionLimit(mine: number, others: readonly number[]): number
   return others.some((n) => n < share) ? share : 0;
 }
 
+/**
+ * The slots in (a copy of) the shared file, by index: pid (int32), open connections (int32),
+ * heartbeat (float64, ms since the epoch). A slot nobody holds has pid 0.
+ */
+export function readSlots(file: Buffer): Slot[] {
+  const slots: Slot[] = [];
+  for (let i = 0; i + SLOT_BYTES <= file.length; i += SLOT_BYTES) {
+    slots.push({
+      pid: file.readInt32LE(i),
+      connections: file.readInt32LE(i + 4),
+      heartbeat: file.readDoubleLE(i + 8),
+    });
+  }
+  return slots;
+}
+
 export class ConnectionBalance {
   private fd = -1;
   private connections = 0;
@@ -107,15 +123,10 @@ export class ConnectionBalance {
     if (this.fd < 0) return [];
     const n = readSync(this.fd, this.all, 0, this.all.length, 0);
     const now = this.now();
-    const found: Slot[] = [];
-    for (let i = 0; i + SLOT_BYTES <= n; i += SLOT_BYTES) {
-      if (i === this.index * SLOT_BYTES) continue;
-      const pid = this.all.readInt32LE(i);
-      const heartbeat = this.all.readDoubleLE(i + 8);
-      if (pid <= 0 || pid === this.pid || now - heartbeat > STALE_MS) continue;
-      found.push({ pid, connections: this.all.readInt32LE(i + 4), heartbeat });
-    }
-    return found;
+    return readSlots(this.all.subarray(0, n)).filter(
+      (s, i) =>
+        !(i === this.index || s.pid <= 0 || s.pid === this.pid || now - s.heartbeat > STALE_MS),
+    );
   }
 
   /**

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
+import { readSlots } from '../../src/connection-balance.js';
 import { localDay } from '../../src/csv/csv-committer.js';
 import { send, type Answer } from '../support/server.js';
 import { requestsByWorker, startCluster, waitFor, type Pm2Cluster } from '../support/pm2.js';
@@ -47,17 +48,11 @@ function runsOf(csv: string): CsvRun[] {
   return runs;
 }
 
-/**
- * Open connections over the workers, as they share them with each other
- * (src/connection-balance.ts): 16-byte slots of pid (int32), connections (int32), heartbeat.
- */
+/** Open connections over the workers, as they share them with each other. */
 function openConnections(csvDir: string): number {
-  const slots = readFileSync(join(csvDir, '.nyc_taxi.connections'));
-  let open = 0;
-  for (let i = 0; i + 16 <= slots.length; i += 16) {
-    if (slots.readInt32LE(i) > 0) open += slots.readInt32LE(i + 4);
-  }
-  return open;
+  return readSlots(readFileSync(join(csvDir, '.nyc_taxi.connections')))
+    .filter((s) => s.pid > 0)
+    .reduce((sum, s) => sum + s.connections, 0);
 }
 
 describe('pm2 cluster, 2 workers', () => {
