@@ -24,6 +24,14 @@ export interface IngestConfig {
   spillThresholdBytes: number;
   /** Requests handled at once by one worker before it answers 503. */
   maxInFlight: number;
+  /** Largest window a zstd frame or brotli stream may declare (413 `window_too_large` beyond). */
+  maxDecoderWindowBytes: number;
+  /** Decoder memory (windows) all requests of one worker may hold at once (503 beyond). */
+  decoderMemoryBytes: number;
+  /** Quarantine records of one request, in bytes (413 `quarantine_too_large` beyond). */
+  maxQuarantineBytes: number;
+  /** How long a commit waits for the inter-process lock before 500 `lock_timeout`. */
+  lockTimeoutMs: number;
   /** /health turns 503 when the CSV folder's file system has less free space than this. */
   healthMinFreeBytes: number;
   /** How long a stopping worker waits for the requests in flight. */
@@ -120,6 +128,10 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     instances,
     spillThresholdBytes: integer(env, 'SPILL_THRESHOLD_BYTES', 262144, 0, 1 << 30),
     maxInFlight: integer(env, 'MAX_IN_FLIGHT', 256, 1, 1 << 20),
+    maxDecoderWindowBytes: integer(env, 'MAX_DECODER_WINDOW_BYTES', 8388608, 1024, 1 << 30),
+    decoderMemoryBytes: integer(env, 'DECODER_MEMORY_BYTES', 134217728, 1 << 20, 2 ** 40),
+    maxQuarantineBytes: integer(env, 'MAX_QUARANTINE_BYTES', 67108864, 1, Number.MAX_SAFE_INTEGER),
+    lockTimeoutMs: integer(env, 'LOCK_TIMEOUT_MS', 5000, 1, 2 ** 31 - 1),
     healthMinFreeBytes: integer(
       env,
       'HEALTH_MIN_FREE_BYTES',

@@ -15,10 +15,19 @@ export const ERRORS = {
   method_not_allowed: { status: 405, message: 'method not allowed on this route' },
   body_timeout: { status: 408, message: 'the request body was not received in time' },
   request_timeout: { status: 408, message: 'the request took longer than REQUEST_TIMEOUT_MS' },
+  expectation_failed: { status: 417, message: 'the only Expect value supported is 100-continue' },
   body_too_large: { status: 413, message: 'the request body is larger than MAX_BODY_BYTES' },
   decoded_body_too_large: {
     status: 413,
     message: 'the decompressed body is larger than MAX_DECODED_BYTES',
+  },
+  quarantine_too_large: {
+    status: 413,
+    message: 'the quarantine records of this request are larger than MAX_QUARANTINE_BYTES',
+  },
+  window_too_large: {
+    status: 413,
+    message: 'the compressed stream declares a window larger than MAX_DECODER_WINDOW_BYTES',
   },
   unsupported_encoding: {
     status: 415,
@@ -28,6 +37,19 @@ export const ERRORS = {
   overloaded: { status: 503, message: 'too many requests in flight, retry later' },
   no_space: { status: 507, message: 'no space left on the CSV file system; nothing was written' },
   internal: { status: 500, message: 'internal error; nothing was written' },
+  lock_timeout: {
+    status: 500,
+    message: 'the commit lock was not obtained within LOCK_TIMEOUT_MS; nothing was written',
+  },
+  commit_record_unreadable: {
+    status: 500,
+    message:
+      'the commit record in the lock file is unreadable; ingest stops until an operator repairs it (README, Durability); nothing was written',
+  },
+  not_implemented: {
+    status: 501,
+    message: 'only the chunked transfer coding is supported (Transfer-Encoding)',
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -37,6 +59,8 @@ export class IngestError extends Error {
   readonly status: number;
   /** Seconds for Retry-After (429/503). */
   readonly retryAfter: number | undefined;
+  /** Body bytes received before the failure, when a body was being read (for the log line). */
+  receivedBytes: number | undefined;
 
   constructor(
     readonly code: ErrorCode,

@@ -1,14 +1,48 @@
 /**
  * Error answers in the one shape of SPEC §3, for every path that can fail: ingest, unknown routes,
- * framework errors before routing.
+ * framework errors before routing, and the requests refused before Fastify sees them
+ * (src/request-gate.ts).
  */
-import type { ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyReply } from 'fastify';
 import { ERRORS, errorBody, type ErrorCode, type IngestError } from './errors.js';
 
 /** How long a refused request's remaining body is read and dropped before the socket closes. */
 const LINGER_MS = 2000;
+
+/** A client's X-Request-Id is kept when it is short and plain; otherwise a UUID is made. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export function requestId(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+const CLOSING = Symbol('closingAfter');
+type MarkedSocket = Socket & { [CLOSING]?: IncomingMessage | true };
+
+/**
+ * Marks a connection as closing after the answer to `after` (or at once: `true`, for a parse
+ * error). RFC 9112 §9.6: no later request on it is processed. Node's parser still reads what
+ * follows on the socket (a pipelined request, one sent during the linger, bytes after a body) and
+ * emits requests for it; the request gate drops them, and a request already under way that is not
+ * `after` is not committed (`closedFor`): its answer could never reach the client, whose retry
+ * would then write its rows twice. The first mark wins.
+ */
+export function markClosing(socket: Socket | null, after: IncomingMessage | true): void {
+  const s = socket as MarkedSocket | null;
+  if (s !== null && s[CLOSING] === undefined) s[CLOSING] = after;
+}
+
+/** True when `req` can no longer be answered: its connection closes before its answer, or is gone. */
+export function closedFor(req: IncomingMessage): boolean {
+  const s = req.socket as MarkedSocket | null;
+  if (s === null || s.destroyed) return true;
+  const mark = s[CLOSING];
+  return mark !== undefined && mark !== req;
+}
 
 /**
  * Makes the socket half-close after the answer instead of closing at once: Node would otherwise
@@ -28,23 +62,63 @@ export function lingerClose(res: ServerResponse): void {
   };
 }
 
+/** Headers every error answer carries besides the body's shape. */
+function errorHeaders(err: IngestError, requestId: string): Record<string, string> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'x-request-id': requestId,
+  };
+  if (err.retryAfter !== undefined) headers['retry-after'] = String(err.retryAfter);
+  // RFC 6750 §3: a 401 names the scheme the client should use.
+  if (err.code === 'unauthorized') headers['www-authenticate'] = 'Bearer realm="ndjson-ingest"';
+  return headers;
+}
+
+/**
+ * True while the request still has body bytes to come. A request without a body (no
+ * Content-Length, or 0, and no Transfer-Encoding) has none, even before Node marks it complete:
+ * its answer keeps the connection open.
+ */
+export function bodyPending(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const length = req.headers['content-length'];
+  return (
+    req.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0)
+  );
+}
+
 /**
  * Sends an error answer. `bodyUnread`: the request body was not read to its end, so the
  * connection closes after the answer (lingering, see `lingerClose`).
  */
 export function sendError(reply: FastifyReply, err: IngestError, bodyUnread: boolean): void {
   const requestId = String(reply.request.id);
-  reply
-    .code(err.status)
-    .header('content-type', 'application/json; charset=utf-8')
-    .header('x-request-id', requestId);
-  if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
+  reply.code(err.status).headers(errorHeaders(err, requestId));
   if (bodyUnread) {
     reply.header('connection', 'close');
+    markClosing(reply.request.raw.socket, reply.request.raw);
     lingerClose(reply.raw);
     reply.request.raw.resume();
   }
   reply.send(errorBody(err.code, err.message, requestId));
+}
+
+/**
+ * Sends an error answer on Node's own request and response, before Fastify has seen them, and
+ * closes the connection after it (lingering while a body may still come).
+ */
+export function sendRawError(req: IncomingMessage, res: ServerResponse, err: IngestError): void {
+  const id = requestId(req);
+  const body = errorBody(err.code, err.message, id);
+  markClosing(req.socket, req);
+  lingerClose(res);
+  req.resume();
+  res.writeHead(err.status, {
+    ...errorHeaders(err, id),
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
 }
 
 /** Maps an HTTP status from the framework (Fastify/Nest) to a catalogue code. */

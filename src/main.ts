@@ -4,7 +4,7 @@
 import 'reflect-metadata';
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
@@ -17,28 +17,30 @@ import { AppModule } from './app.module.js';
 import { ConnectionBalance } from './connection-balance.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config.js';
 import { errorBody } from './errors.js';
+import { markClosing, requestId } from './http-answers.js';
+import { INGEST_PATHS } from './ingest/ingest.controller.js';
+import { IngestService } from './ingest/ingest.service.js';
+import { installRequestGate } from './request-gate.js';
 import { tuneHeapGrowth } from './heap-tuning.js';
 import { mallocTrimNotice, mallocTrimThresholdAtStart } from './malloc-tuning.js';
-
-/** A client's X-Request-Id is kept when it is short and plain; otherwise a UUID is made. */
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-
-function requestId(req: IncomingMessage): string {
-  const given = req.headers['x-request-id'];
-  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-}
 
 /**
  * Errors Node's HTTP parser raises before Fastify sees a request (bad framing, headers too large,
  * header timeout): answered in the same JSON shape, then the connection closes.
  */
 function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
+  // Bytes after a request that said `Connection: close`: that request is still answered (RFC 9112
+  // §9.6), and nothing after it is processed (the request gate marked the connection closing).
+  if (err.code === 'HPE_CLOSED_CONNECTION') return;
   const [status, code, text] =
     err.code === 'HPE_HEADER_OVERFLOW'
       ? [431, 'header_too_large', 'Request Header Fields Too Large']
       : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
         ? [408, 'request_timeout', 'Request Timeout']
         : [400, 'bad_request', 'Bad Request'];
+  // A request whose body ended just before the bytes that failed to parse is not committed: its
+  // answer would be lost behind this one (src/http-answers.ts, markClosing).
+  markClosing(socket, true);
   if (!socket.writable) {
     socket.destroy(err);
     return;
@@ -107,6 +109,8 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
     return503OnClosing: false,
     forceCloseConnections: false,
     clientErrorHandler,
+    // A request without Host is refused by the request gate, in the error shape.
+    http: { requireHostHeader: false },
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
     bodyParser: false,
@@ -118,6 +122,13 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
   app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
+  const ingest = app.get(IngestService);
+  installRequestGate(app.getHttpServer() as HttpServer, {
+    admitBeforeContinue(req: IncomingMessage) {
+      const path = (req.url ?? '/').split('?', 1)[0];
+      if (req.method === 'POST' && INGEST_PATHS.includes(path)) ingest.admit(req.headers);
+    },
+  });
   return app;
 }
 

@@ -19,6 +19,8 @@ export interface BodyLimits {
   bodyTimeoutMs: number;
   spillDir: string;
   spillThresholdBytes: number;
+  /** Quarantine records of one request, in bytes (413 `quarantine_too_large` beyond). */
+  maxQuarantineBytes: number;
 }
 
 export interface LineError {
@@ -50,7 +52,12 @@ const REASON_MESSAGES: Record<InvalidReason, string> = {
   line_too_long: 'the line is longer than MAX_LINE_BYTES',
 };
 
-/** One quarantine line: `{"request_id","line","error","raw"}` (`raw_base64` if not UTF-8). */
+/**
+ * One quarantine line: `{"request_id","line","error","raw"}`, with `raw_base64` instead of `raw`
+ * when the line is not UTF-8, or when JSON escaping would make it longer than base64 does (4/3).
+ * A control byte escapes to 6 bytes (`\u0001`): a 99 KB gzip body of them wrote a 600 MB
+ * quarantine file under the lock every worker shares (issue 13, item 7); base64 caps that at 4/3.
+ */
 export function quarantineRecord(
   requestId: string,
   line: number,
@@ -60,8 +67,22 @@ export function quarantineRecord(
 ): string {
   const head = `{"request_id":${JSON.stringify(requestId)},"line":${line},"error":"${reason}",`;
   const cut = lineBytes > raw.length ? `,"truncated":true,"line_bytes":${lineBytes}` : '';
-  if (isUtf8(raw)) return `${head}"raw":${JSON.stringify(raw.toString('utf8'))}${cut}}\n`;
+  if (escapedLength(raw) <= 4 * Math.ceil(raw.length / 3) && isUtf8(raw)) {
+    return `${head}"raw":${JSON.stringify(raw.toString('utf8'))}${cut}}\n`;
+  }
   return `${head}"raw_base64":"${raw.toString('base64')}"${cut}}\n`;
+}
+
+/** Bytes of `raw` inside a JSON string as JSON.stringify writes it (raw is taken as UTF-8). */
+function escapedLength(raw: Buffer): number {
+  let n = raw.length;
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw[i];
+    if (b === 0x22 || b === 0x5c) n += 1;
+    else if (b < 0x20)
+      n += b === 0x08 || b === 0x09 || b === 0x0a || b === 0x0c || b === 0x0d ? 1 : 5;
+  }
+  return n;
 }
 
 export function readBody(
@@ -76,15 +97,28 @@ export function readBody(
     const rows = new PendingBytes(limits.spillDir, limits.spillThresholdBytes);
     const quarantine = new PendingBytes(limits.spillDir, limits.spillThresholdBytes);
     const errors: LineError[] = [];
+    // Set by the listener, which runs inside the transform: the request fails after the push.
+    let quarantineOverflow = false;
     const transform = new NdjsonCsvTransform(
       { columns: limits.columns, eol: limits.eol, maxLineBytes: limits.maxLineBytes },
       (line, reason, raw, lineBytes) => {
         if (errors.length < MAX_REPORTED_ERRORS) {
           errors.push({ line, error: reason, message: REASON_MESSAGES[reason] });
         }
-        quarantine.append(Buffer.from(quarantineRecord(requestId, line, reason, raw, lineBytes)));
+        if (quarantineOverflow) return;
+        const record = Buffer.from(quarantineRecord(requestId, line, reason, raw, lineBytes));
+        if (quarantine.length + record.length > limits.maxQuarantineBytes) {
+          quarantineOverflow = true;
+          return;
+        }
+        quarantine.append(record);
       },
     );
+    const quarantineTooLarge = (): IngestError =>
+      new IngestError(
+        'quarantine_too_large',
+        `the invalid lines of this request make more than MAX_QUARANTINE_BYTES (${limits.maxQuarantineBytes}) of quarantine records; nothing was written`,
+      );
     let receivedBytes = 0;
     let decodedBytes = 0;
     let parseNs = 0n;
@@ -94,6 +128,7 @@ export function readBody(
     const fail = (err: unknown): void => {
       if (done) return;
       done = true;
+      if (err instanceof IngestError) err.receivedBytes = receivedBytes;
       cleanup();
       decoder?.destroy();
       transform.release();
@@ -119,6 +154,7 @@ export function readBody(
         return;
       }
       parseNs += process.hrtime.bigint() - t0;
+      if (quarantineOverflow) fail(quarantineTooLarge());
     };
 
     const finish = (): void => {
@@ -127,6 +163,10 @@ export function readBody(
         rows.append(transform.end());
       } catch (err) {
         fail(err);
+        return;
+      }
+      if (quarantineOverflow) {
+        fail(quarantineTooLarge());
         return;
       }
       done = true;
@@ -174,8 +214,14 @@ export function readBody(
       }
     };
     const onEnd = (): void => {
-      if (decoder === null) finish();
-      else decoder.end();
+      // An empty body is a request with no records whatever its Content-Encoding (an empty
+      // gzip or br "stream" carries nothing to lose), answered 200 like an empty identity body.
+      if (decoder === null || receivedBytes === 0) {
+        decoder?.destroy();
+        finish();
+      } else {
+        decoder.end();
+      }
     };
     const onError = (err: Error): void => {
       fail(

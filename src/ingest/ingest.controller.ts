@@ -1,10 +1,13 @@
 import { Controller, Inject, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { toIngestError } from '../errors.js';
-import { sendError } from '../http-answers.js';
+import { bodyPending, sendError } from '../http-answers.js';
 import { INGEST_METRICS } from '../tokens.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { IngestService, type IngestOutcome } from './ingest.service.js';
+
+/** The ingest routes (also read by the request gate, for `Expect: 100-continue`). */
+export const INGEST_PATHS = ['/', '/ingest'];
 
 /**
  * `POST /` and `POST /ingest`: the raw request stream goes to IngestService (no body parser runs
@@ -18,12 +21,14 @@ export class IngestController {
     @Inject(INGEST_METRICS) private readonly metrics: IngestMetrics,
   ) {}
 
-  @Post(['/', '/ingest'])
+  @Post(INGEST_PATHS)
   async post(@Req() request: FastifyRequest, @Res() reply: FastifyReply): Promise<void> {
     const startedAt = performance.now();
     const requestId = String(request.id);
     let status: number;
     let outcome: IngestOutcome | undefined;
+    let code: string | undefined;
+    let receivedBytes: number | undefined;
     try {
       const encoding = this.ingest.admit(request.headers);
       outcome = await this.ingest.ingest(request.raw, encoding, requestId, startedAt);
@@ -36,10 +41,12 @@ export class IngestController {
     } catch (err) {
       const failure = toIngestError(err);
       status = failure.status;
+      code = failure.code;
+      receivedBytes = failure.receivedBytes;
       if (status >= 500 && failure.code !== 'overloaded') {
         request.log.error({ err: failure.cause ?? failure }, 'ingest failed');
       }
-      sendError(reply, failure, !request.raw.complete);
+      sendError(reply, failure, bodyPending(request.raw));
     }
     const seconds = (performance.now() - startedAt) / 1000;
     this.metrics.recordAnswer(status, seconds);
@@ -47,7 +54,8 @@ export class IngestController {
     request.log.info(
       {
         status,
-        bytes: outcome?.receivedBytes,
+        code,
+        bytes: outcome?.receivedBytes ?? receivedBytes,
         valid: outcome?.valid,
         invalid: outcome?.invalid,
         ms: Math.round(seconds * 1e4) / 10,

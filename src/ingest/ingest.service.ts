@@ -5,6 +5,7 @@ import type { IngestConfig } from '../config.js';
 import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
 import { CsvSinkProvider } from '../csv/csv-sink.provider.js';
 import { IngestError } from '../errors.js';
+import { closedFor } from '../http-answers.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
@@ -43,6 +44,7 @@ export class IngestService {
       bodyTimeoutMs: config.bodyTimeoutMs,
       spillDir: config.csvDir,
       spillThresholdBytes: config.spillThresholdBytes,
+      maxQuarantineBytes: config.maxQuarantineBytes,
     };
   }
 
@@ -80,6 +82,16 @@ export class IngestService {
       const deadlineMs = this.config.requestTimeoutMs - (performance.now() - startedAt);
       const body = await readBody(req, encoding, requestId, this.limits, deadlineMs);
       try {
+        // Its answer could no longer reach the client (a parse error or an earlier answer
+        // closed the connection): a commit now would be written twice by the client's retry.
+        if (closedFor(req)) {
+          const err = new IngestError(
+            'client_aborted',
+            'the connection is closing or closed, so the answer could not be delivered; nothing was written',
+          );
+          err.receivedBytes = body.receivedBytes;
+          throw err;
+        }
         const written = await this.sink.commit(body.rows, body.quarantine);
         metrics.recordIngest({
           receivedBytes: body.receivedBytes,

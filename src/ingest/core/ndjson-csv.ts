@@ -174,15 +174,42 @@ class KernelInstance {
   }
 }
 
-const pool: KernelInstance[] = [];
-const POOL_MAX = 64;
+/**
+ * Idle kernel instances, at most one per set of options. A transform takes one only for the
+ * duration of one synchronous scan and gives it back at once, so a worker needs one instance per
+ * dataset whatever the number of requests in flight. Holding one per request instead kept up to
+ * 64 instances of ~6 MB each (WebAssembly memory never shrinks): 64 concurrent requests took RSS
+ * from 94 to 401 MB for good (issue 13, item 8). An instance that had to grow past PIECE (a line
+ * longer than that) is dropped rather than pooled, so one such line does not pin its memory.
+ */
+const pool = new Map<string, KernelInstance>();
+const POOL_MAX = 16;
 
-function acquire(columns: readonly string[], eol: 'crlf' | 'lf', maxLine: number): KernelInstance {
-  const key = `${eol}\u0000${maxLine}\u0000${columns.join('\u0000')}`;
-  for (let i = pool.length - 1; i >= 0; i--) {
-    if (pool[i].key === key) return pool.splice(i, 1)[0];
+function takeKernel(
+  key: string,
+  columns: readonly string[],
+  eol: 'crlf' | 'lf',
+  maxLine: number,
+): KernelInstance {
+  const idle = pool.get(key);
+  if (idle !== undefined) {
+    pool.delete(key);
+    return idle;
   }
   return new KernelInstance(key, columns, eol, maxLine);
+}
+
+function giveBack(kernel: KernelInstance): void {
+  if (kernel.capacity <= PIECE && pool.size < POOL_MAX && !pool.has(kernel.key)) {
+    pool.set(kernel.key, kernel);
+  }
+}
+
+/** Idle kernel instances and their memory (for tests and `npm run bench:memory`). */
+export function kernelPoolStats(): { instances: number; bytes: number } {
+  let bytes = 0;
+  for (const k of pool.values()) bytes += k.k.memory.buffer.byteLength;
+  return { instances: pool.size, bytes };
 }
 
 function align(n: number, to: number): number {
@@ -197,7 +224,10 @@ export class NdjsonCsvTransform {
 
   private readonly maxLineBytes: number;
   private readonly onInvalid: InvalidLineListener | undefined;
-  private kernel: KernelInstance | null;
+  private readonly columns: readonly string[];
+  private readonly eol: 'crlf' | 'lf';
+  private readonly kernelKey: string;
+  private ended = false;
 
   // Output: CSV bytes produced by the current push.
   private out: Buffer = Buffer.allocUnsafe(1 << 16);
@@ -227,7 +257,9 @@ export class NdjsonCsvTransform {
     }
     this.maxLineBytes = options.maxLineBytes;
     this.onInvalid = onInvalid;
-    this.kernel = acquire(options.columns, options.eol, options.maxLineBytes);
+    this.columns = options.columns;
+    this.eol = options.eol;
+    this.kernelKey = `${options.eol}\u0000${options.maxLineBytes}\u0000${options.columns.join('\u0000')}`;
   }
 
   /** Records counted so far: valid + invalid (blank lines are not records). */
@@ -264,10 +296,9 @@ export class NdjsonCsvTransform {
     return this.out.subarray(0, this.outLength);
   }
 
-  /** Gives the kernel instance back for reuse (done by `end`; call it when abandoning a body). */
+  /** Ends the transform (done by `end`; call it when abandoning a body): no more pushes. */
   release(): void {
-    if (this.kernel !== null && pool.length < POOL_MAX) pool.push(this.kernel);
-    this.kernel = null;
+    this.ended = true;
   }
 
   /** Returns the first chunk with a leading BOM removed, or null while a split BOM may still come. */
@@ -397,8 +428,16 @@ export class NdjsonCsvTransform {
   }
 
   private scanPiece(buf: Buffer, start: number, end: number): void {
-    const kernel = this.kernel;
-    if (kernel === null) throw new Error('the transform has ended');
+    if (this.ended) throw new Error('the transform has ended');
+    const kernel = takeKernel(this.kernelKey, this.columns, this.eol, this.maxLineBytes);
+    try {
+      this.scanWith(kernel, buf, start, end);
+    } finally {
+      giveBack(kernel);
+    }
+  }
+
+  private scanWith(kernel: KernelInstance, buf: Buffer, start: number, end: number): void {
     const length = end - start;
     kernel.reserve(length);
     const k = kernel.k;
