@@ -54,7 +54,8 @@ const REASON_MESSAGES: Record<InvalidReason, string> = {
 
 /**
  * One quarantine line: `{"request_id","line","error","raw"}`, with `raw_base64` instead of `raw`
- * when the line is not UTF-8, or when JSON escaping would make it longer than base64 does (4/3).
+ * when the line is not UTF-8, or when JSON escaping would grow it by more than 4/3 (what base64
+ * costs), give or take ESCAPE_SLACK bytes.
  * A control byte escapes to 6 bytes (`\u0001`): a 99 KB gzip body of them wrote a 600 MB
  * quarantine file under the lock every worker shares (issue 13, item 7); base64 caps that at 4/3.
  */
@@ -67,11 +68,17 @@ export function quarantineRecord(
 ): string {
   const head = `{"request_id":${JSON.stringify(requestId)},"line":${line},"error":"${reason}",`;
   const cut = lineBytes > raw.length ? `,"truncated":true,"line_bytes":${lineBytes}` : '';
-  if (escapedLength(raw) <= 4 * Math.ceil(raw.length / 3) && isUtf8(raw)) {
+  if (escapedLength(raw) <= (raw.length * 4) / 3 + ESCAPE_SLACK && isUtf8(raw)) {
     return `${head}"raw":${JSON.stringify(raw.toString('utf8'))}${cut}}\n`;
   }
   return `${head}"raw_base64":"${raw.toString('base64')}"${cut}}\n`;
 }
+
+/**
+ * Escaping a short line may pass 4/3 by a few bytes (each `"` of a JSON line costs one): up to
+ * this many more keep it readable as `raw`. A record already carries ~80 bytes of its own.
+ */
+const ESCAPE_SLACK = 64;
 
 /** Bytes of `raw` inside a JSON string as JSON.stringify writes it (raw is taken as UTF-8). */
 function escapedLength(raw: Buffer): number {
