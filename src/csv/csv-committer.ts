@@ -3,12 +3,21 @@
  * processes that each hold their own append descriptors on the same files.
  *
  * The commit protocol, under an exclusive lock on `${dir}/.${prefix}.lock`:
- *  1. Repair: if the lock file holds a PENDING record (a committer died or failed half-way), truncate
- *     each file it names back to the offset it recorded (only if the inode is still the same).
- *  2. Open or reopen the day files (a new day, or the path's inode changed after a rotation).
- *  3. Record PENDING with the current size and inode of both files, then append the rows.
- *  4. On any write error or short write: truncate back, clear the record, fail (ENOSPC → 507).
- *  5. Clear the record (CLEAN) and unlock.
+ *  1. Read the commit record at the start of the lock file (format in commit-record.ts). An
+ *     unreadable one fails the commit with `commit_record_unreadable` and writes nothing: offsets
+ *     guessed from a damaged record could cut into acknowledged rows. /health turns 503 on it.
+ *  2. Repair: if it is PENDING (a committer died or failed half-way), truncate each file it names
+ *     back to the offset it recorded. The file is found by the dev and inode recorded with it: at
+ *     its path, else through a descriptor this worker holds on it, else by name in the CSV folder
+ *     (rotation renames in place, `x.csv` → `x.csv.1`, so only names that extend the recorded one).
+ *     A path that now names another file is left alone; if the inode is nowhere to be found, a
+ *     warning says so.
+ *  3. Open or reopen the day files (a new day, or the path's inode changed after a rotation). On a
+ *     new day the previous day's descriptors are let go of, the quarantine one included, which
+ *     would otherwise stay open until the next invalid line.
+ *  4. Record PENDING with the current size and inode of both files, then append the rows.
+ *  5. On any write error or short write: truncate back, clear the record, fail (ENOSPC → 507).
+ *  6. Clear the record (CLEAN) and unlock.
  *
  * The lock is an OFD lock (fcntl F_OFD_SETLK, through fs-native-extensions): it belongs to the
  * open file description, so the kernel drops it when a worker dies, even by SIGKILL, and two
@@ -23,25 +32,69 @@
  * it; under load the two workers then convoy: with it, 13 % of commits at concurrency 8 took over
  * 2.5 ms (lock wait included, csv_write_duration_seconds), up to 25 ms; polling, 3 %.
  *
+ * The wait has a deadline, `lockTimeoutMs` (LOCK_TIMEOUT_MS), counted from the call to `commit`:
+ * the queue in this worker and the lock are both waits for someone else's commit, and a lock held
+ * by a wedged process would otherwise hang every request, the ones queued behind the first waiter
+ * one deadline after another. Past it the commit fails with `lock_timeout` and has written nothing.
+ * A commit whose turn comes after its deadline still polls the lock for LOCK_SPIN_MS: a long queue
+ * here is no reason to fail a commit when the lock is free or about to be.
+ *
  * The record is rewritten in place with pwrite: it lives in the page cache, which every process
- * shares and which survives a process crash. With `fsync`, the record is synced before the rows
- * are written, so a power loss cannot leave rows on disk without the record that undoes them.
+ * shares and which survives a process crash.
+ *
+ * Durability with `fsync` (CSV_FSYNC=true). PENDING is fdatasync'd before the rows are written,
+ * so rows on disk come with a record that undoes them. A commit resolves only once a group sync
+ * has fdatasync'd the files it appended to and the lock file, i.e. once its CLEAN (or a later
+ * commit's PENDING) is on disk: otherwise its PENDING could stay the last durable record, and after
+ * a power loss the first commit would truncate rows that were answered 200. Syncing the lock file
+ * in the same round as the data files, not after them, is enough for that: from then on the lock
+ * file holds CLEAN or the PENDING of a later commit, which began after this one ended and so
+ * recorded an offset ≥ this commit's end (or another file's), and no repair can cut into it.
+ * What a power loss during the round can leave is the tail of this commit, not yet answered, under
+ * a durable CLEAN; the kernel may write CLEAN back on its own at any moment anyway, so ordering the
+ * two syncs would not prevent that (only holding the lock across the sync would, at the cost of
+ * the group commit). One round covers every commit that finished before it started. It holds the
+ * file objects, not descriptor numbers: a descriptor closed by a rotation or a new day and reused
+ * by the next open would sync the wrong file (a 200 without durability) or fail with EBADF (a 500
+ * for committed rows), so a retired file is closed only when the last round that needs it is done.
+ *
+ * Recovery from an unreadable record. Every commit fails with 500 `commit_record_unreadable`,
+ * /health answers 503 naming `commit_record`, and the log names the lock file and the record's
+ * text. Nothing is written meanwhile, so the data files are at worst as the unfinished commit left
+ * them. If the record still shows the files' paths and start offsets, truncate each file back to
+ * its offset (`truncate -s <offset> <file>`); otherwise look at the tail of the day's CSV and
+ * quarantine files (`tail -c 2000 <file> | cat -A`) and truncate away a partial last line, and the
+ * rows of a request that was not answered 200 if you can tell them. Then write `CLEAN` into the
+ * lock file (`printf 'CLEAN\n' > <dir>/.<prefix>.lock`) or delete it: workers follow a lock file
+ * replaced or removed while its record is unreadable, and ingest and /health recover at once.
  */
 import {
   closeSync,
   fstatSync,
   ftruncateSync,
+  lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readSync,
   statSync,
   constants,
   fdatasync,
   fdatasyncSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { tryLock, unlock } from 'fs-native-extensions';
+import { IngestError } from '../errors.js';
+import {
+  CLEAN_TEXT,
+  RECORD_BYTES,
+  lockFilePath,
+  parseCommitRecord,
+  pendingRecord,
+  type CommitRecord,
+  type RecordedFile,
+} from './commit-record.js';
 import { PendingBytes, writeFully } from './pending-bytes.js';
 
 export interface CommitterOptions {
@@ -49,8 +102,27 @@ export interface CommitterOptions {
   prefix: string;
   /** fdatasync the rows before a commit is acknowledged (group commit). */
   fsync: boolean;
+  /**
+   * How long a commit may wait, from the call, for its turn and the lock before it fails with
+   * `lock_timeout` (LOCK_TIMEOUT_MS; default 5000).
+   */
+  lockTimeoutMs?: number;
   /** The clock: the day of a commit is the local date when it is committed. */
   now?: () => Date;
+  /** Where an operator hears of an unreadable record or a repair that found nothing (console). */
+  logger?: CommitLogger;
+  /** The file system's syncs (node:fs); a test swaps them to model what a power loss keeps. */
+  sync?: FileSyncCalls;
+}
+
+export interface CommitLogger {
+  error(message: string): void;
+  warn(message: string): void;
+}
+
+export interface FileSyncCalls {
+  fdatasync(fd: number, callback: (err: NodeJS.ErrnoException | null) => void): void;
+  fdatasyncSync(fd: number): void;
 }
 
 export interface CommitResult {
@@ -58,24 +130,60 @@ export interface CommitResult {
   quarantineBytes: number;
   /** Seconds spent waiting for the lock and writing (for csv_write_duration_seconds). */
   writeSeconds: number;
-  /** Descriptors this commit appended to (what a CSV_FSYNC group commit must sync). */
-  writtenFds: number[];
 }
 
-/** An open append descriptor and the identity of the file it was opened on. */
-interface AppendFile {
-  path: string;
-  fd: number;
-  ino: number;
-  dev: number;
+/** A commit done under the lock, and the group sync it still waits for with `fsync`. */
+interface Committed {
+  result: CommitResult;
+  synced: Promise<void> | null;
 }
 
-const RECORD_BYTES = 4096;
+/**
+ * An open descriptor and the identity of the file it was opened on. Closing is deferred while
+ * group syncs are queued on it, so its number cannot be reused under them.
+ */
+class OpenFile {
+  private syncs = 0;
+  private retired = false;
+
+  constructor(
+    readonly path: string,
+    readonly fd: number,
+    readonly dev: number,
+    readonly ino: number,
+  ) {}
+
+  static open(path: string, flags: number): OpenFile {
+    const fd = openSync(path, flags, 0o644);
+    const st = fstatSync(fd);
+    return new OpenFile(path, fd, st.dev, st.ino);
+  }
+
+  /** A group sync will fdatasync this descriptor. */
+  hold(): void {
+    this.syncs++;
+  }
+
+  release(): void {
+    if (--this.syncs === 0 && this.retired) closeSync(this.fd);
+  }
+
+  /** Closes now, or when the last queued sync is done. */
+  close(): void {
+    if (this.retired) return;
+    this.retired = true;
+    if (this.syncs === 0) closeSync(this.fd);
+  }
+}
+
 /** A record is at least this long on disk (a PENDING record with two paths fits). */
 const RECORD_PAD = 1024;
 const PIECE_BYTES = 1 << 20;
 /** How long a busy lock is retried on every event-loop turn before polling every millisecond. */
 const LOCK_SPIN_MS = 2;
+const DEFAULT_LOCK_TIMEOUT_MS = 5000;
+/** An unreadable record is logged again after this long, not on every failed commit. */
+const REPORT_EVERY_MS = 60_000;
 const { O_WRONLY, O_APPEND, O_CREAT, O_RDWR } = constants;
 
 export function localDay(d: Date): string {
@@ -86,20 +194,30 @@ export function localDay(d: Date): string {
 
 export class CsvCommitter {
   /** Opened at the first commit, so an idle worker holds no descriptor open for writing. */
-  private lockFd = -1;
+  private lock: OpenFile | null = null;
+  private readonly lockPath: string;
+  private readonly lockTimeoutMs: number;
   private readonly now: () => Date;
-  private csv: AppendFile | null = null;
-  private quarantine: AppendFile | null = null;
+  private readonly logger: CommitLogger;
+  private readonly fileSync: FileSyncCalls;
+  private csv: OpenFile | null = null;
+  private quarantine: OpenFile | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly record = Buffer.alloc(RECORD_BYTES);
   private readonly syncer: GroupSync;
   private closed = false;
   private paths: { day: string; csv: string; quarantine: string } | undefined;
+  /** The unreadable record last logged, and when. */
+  private reported: { text: string; at: number } | null = null;
 
   constructor(private readonly options: CommitterOptions) {
     mkdirSync(options.dir, { recursive: true });
+    this.lockPath = lockFilePath(options.dir, options.prefix);
+    this.lockTimeoutMs = options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     this.now = options.now ?? (() => new Date());
-    this.syncer = new GroupSync();
+    this.logger = options.logger ?? console;
+    this.fileSync = options.sync ?? { fdatasync, fdatasyncSync };
+    this.syncer = new GroupSync(this.fileSync);
   }
 
   /** The day's two paths, built once per day rather than per commit. */
@@ -108,6 +226,11 @@ export class CsvCommitter {
     if (this.paths?.day !== day) {
       const base = join(this.options.dir, `${this.options.prefix}-${day}`);
       this.paths = { day, csv: `${base}.csv`, quarantine: `${base}.quarantine.ndjson` };
+      // SPEC §6: a worker that commits to a new day's files lets go of the previous day's. The
+      // CSV descriptor is swapped by reopenIfMoved; the quarantine one is reopened only when an
+      // invalid line comes, so it is closed here.
+      this.quarantine?.close();
+      this.quarantine = null;
     }
     return this.paths;
   }
@@ -117,84 +240,124 @@ export class CsvCommitter {
    * in the file (and on disk with `fsync`).
    */
   commit(rows: PendingBytes, quarantine: PendingBytes): Promise<CommitResult> {
-    const run = this.queue.then(() => this.commitLocked(rows, quarantine));
+    const deadline = performance.now() + this.lockTimeoutMs;
+    const run = this.queue.then(() => this.commitLocked(rows, quarantine, deadline));
     this.queue = run.catch(() => undefined);
-    return run.then(async (result) => {
-      if (this.options.fsync && result.writtenFds.length > 0) {
-        await this.syncer.sync(result.writtenFds);
-      }
+    return run.then(async ({ result, synced }) => {
+      if (synced !== null) await synced;
       return result;
     });
   }
 
-  /** Waits for the commits queued so far, then closes the descriptors. */
+  /** Waits for the commits queued so far and their syncs, then closes the descriptors. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.queue;
-    for (const f of [this.csv, this.quarantine]) if (f !== null) closeSync(f.fd);
-    this.csv = this.quarantine = null;
-    if (this.lockFd >= 0) closeSync(this.lockFd);
-    this.lockFd = -1;
+    await this.syncer.idle();
+    for (const f of [this.csv, this.quarantine, this.lock]) f?.close();
+    this.csv = this.quarantine = this.lock = null;
   }
 
-  private async commitLocked(rows: PendingBytes, quarantine: PendingBytes): Promise<CommitResult> {
+  private async commitLocked(
+    rows: PendingBytes,
+    quarantine: PendingBytes,
+    deadline: number,
+  ): Promise<Committed> {
     if (this.closed) throw new Error('committer is closed');
     const started = process.hrtime.bigint();
-    if (this.lockFd < 0) {
-      const path = join(this.options.dir, `.${this.options.prefix}.lock`);
-      this.lockFd = openSync(path, O_RDWR | O_CREAT, 0o644);
-    }
-    if (!tryLock(this.lockFd)) await this.pollLock();
-    try {
-      this.repair();
-      const day = this.now();
-      const result: CommitResult = {
-        csvBytes: rows.length,
-        quarantineBytes: quarantine.length,
-        writeSeconds: 0,
-        writtenFds: [],
-      };
-      const paths = this.pathsFor(day);
-      const csv = (this.csv = this.reopenIfMoved(this.csv, paths.csv));
-      if (rows.length === 0 && quarantine.length === 0) return result;
-      const q =
-        quarantine.length > 0
-          ? (this.quarantine = this.reopenIfMoved(this.quarantine, paths.quarantine))
-          : null;
-      const csvStart = fstatSync(csv.fd).size;
-      const qStart = q === null ? 0 : fstatSync(q.fd).size;
-      this.writeRecord(
-        `PENDING ${JSON.stringify([csv.path, csv.dev, csv.ino, csvStart, q?.path ?? '', q?.dev ?? 0, q?.ino ?? 0, qStart])}\n`,
-      );
+    // At most twice: a second time when an operator replaced the lock file to clear the record.
+    for (let attempt = 0; ; attempt++) {
+      const lock = (this.lock ??= OpenFile.open(this.lockPath, O_RDWR | O_CREAT));
+      if (!tryLock(lock.fd)) await this.pollLock(lock.fd, deadline);
       try {
-        rows.forEachPiece(PIECE_BYTES, (piece) => writeFully(csv.fd, piece));
-        if (q !== null) quarantine.forEachPiece(PIECE_BYTES, (piece) => writeFully(q.fd, piece));
-      } catch (err) {
-        // Undo this commit ourselves; if even that fails, the record stays and the next
-        // committer repairs it.
-        ftruncateSync(csv.fd, csvStart);
-        if (q !== null) ftruncateSync(q.fd, qStart);
-        this.writeRecord('CLEAN\n');
-        throw err;
+        const record = this.readRecord(lock);
+        if (record.state !== 'unreadable') {
+          this.reported = null;
+          if (record.state === 'pending') this.repair(lock, record.csv, record.quarantine);
+          return this.append(lock, rows, quarantine, started);
+        }
+        if (attempt > 0 || !this.lockFileReplaced(lock)) {
+          this.reportUnreadable(record);
+          throw new IngestError('commit_record_unreadable');
+        }
+      } finally {
+        unlock(lock.fd);
       }
-      this.writeRecord('CLEAN\n');
-      result.writtenFds = q === null ? [csv.fd] : [csv.fd, q.fd];
-      result.writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-      return result;
-    } finally {
-      unlock(this.lockFd);
+      // Every worker still on the old file finds the same unreadable record there and moves on
+      // too before it writes anything, so the lock keeps excluding all writers.
+      lock.close();
+      this.lock = null;
     }
   }
 
-  /** Retries `tryLock` until it succeeds: every event-loop turn for LOCK_SPIN_MS, then every 1 ms. */
-  private async pollLock(): Promise<void> {
-    const since = performance.now();
-    for (;;) {
-      if (performance.now() - since < LOCK_SPIN_MS) await nextTurn();
-      else await sleep(1);
-      if (tryLock(this.lockFd)) return;
+  /** Steps 3–6 of the protocol, under the lock, with the record clean. */
+  private append(
+    lock: OpenFile,
+    rows: PendingBytes,
+    quarantine: PendingBytes,
+    started: bigint,
+  ): Committed {
+    const result: CommitResult = {
+      csvBytes: rows.length,
+      quarantineBytes: quarantine.length,
+      writeSeconds: 0,
+    };
+    const paths = this.pathsFor(this.now());
+    const csv = (this.csv = this.reopenIfMoved(this.csv, paths.csv));
+    if (rows.length === 0 && quarantine.length === 0) return { result, synced: null };
+    const q =
+      quarantine.length > 0
+        ? (this.quarantine = this.reopenIfMoved(this.quarantine, paths.quarantine))
+        : null;
+    const csvStart = fstatSync(csv.fd).size;
+    const qStart = q === null ? 0 : fstatSync(q.fd).size;
+    this.writeRecord(lock, pendingRecord(csv, csvStart, q, qStart));
+    if (this.options.fsync) this.fileSync.fdatasyncSync(lock.fd);
+    try {
+      rows.forEachPiece(PIECE_BYTES, (piece) => writeFully(csv.fd, piece));
+      if (q !== null) quarantine.forEachPiece(PIECE_BYTES, (piece) => writeFully(q.fd, piece));
+    } catch (err) {
+      // Undo this commit ourselves; if even that fails, the record stays and the next
+      // committer repairs it.
+      ftruncateSync(csv.fd, csvStart);
+      if (q !== null) ftruncateSync(q.fd, qStart);
+      this.writeRecord(lock, CLEAN_TEXT);
+      throw err;
     }
+    this.writeRecord(lock, CLEAN_TEXT);
+    result.writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    // The lock file goes with the data files: the commit is durable once its CLEAN is.
+    const synced = this.options.fsync
+      ? this.syncer.sync(q === null ? [csv, lock] : [csv, q, lock])
+      : null;
+    return { result, synced };
+  }
+
+  /**
+   * Retries `tryLock` every event-loop turn for LOCK_SPIN_MS, then every 1 ms, until the deadline
+   * (but for LOCK_SPIN_MS at least); then fails with `lock_timeout`.
+   */
+  private async pollLock(fd: number, deadline: number): Promise<void> {
+    const since = performance.now();
+    const until = Math.max(deadline, since + LOCK_SPIN_MS);
+    for (;;) {
+      const now = performance.now();
+      if (now >= until) {
+        throw new IngestError(
+          'lock_timeout',
+          `the commit lock on ${this.lockPath} was not obtained within ${this.lockTimeoutMs} ms (LOCK_TIMEOUT_MS); nothing was written`,
+        );
+      }
+      if (now - since < LOCK_SPIN_MS) await nextTurn();
+      else await sleep(Math.min(1, until - now));
+      if (tryLock(fd)) return;
+    }
+  }
+
+  /** The record at offset 0 of the lock file: one read, already needed to know if repair is. */
+  private readRecord(lock: OpenFile): CommitRecord {
+    return parseCommitRecord(this.record, readSync(lock.fd, this.record, 0, RECORD_BYTES, 0));
   }
 
   /**
@@ -202,32 +365,88 @@ export class CsvCommitter {
    * cannot leave half of one). Only the text up to its LF is read back; the padding to
    * RECORD_PAD bytes covers what a longer earlier record left, so the file reads as what it says.
    */
-  private writeRecord(text: string): void {
+  private writeRecord(lock: OpenFile, text: string): void {
     const record = this.record;
     const n = record.write(text, 0, 'utf8');
     if (n >= RECORD_BYTES) throw new Error('commit record too long');
     const padded = Math.max(n, RECORD_PAD);
     record.fill(0x20, n, padded);
-    writeFully(this.lockFd, record.subarray(0, padded), 0);
-    if (this.options.fsync && text.startsWith('PENDING')) fdatasyncSync(this.lockFd);
+    writeFully(lock.fd, record.subarray(0, padded), 0);
   }
 
-  /** Undoes an unfinished commit found in the lock file. */
-  private repair(): void {
-    const record = this.record;
-    const n = readSync(this.lockFd, record, 0, RECORD_BYTES, 0);
-    if (n < 8 || record.toString('latin1', 0, 7) !== 'PENDING') return;
-    const end = record.indexOf(0x0a);
-    const [csvPath, csvDev, csvIno, csvStart, qPath, qDev, qIno, qStart] = JSON.parse(
-      record.toString('utf8', 8, end),
-    ) as [string, number, number, number, string, number, number, number];
-    truncateIfSame(csvPath, csvDev, csvIno, csvStart);
-    if (qPath !== '') truncateIfSame(qPath, qDev, qIno, qStart);
-    this.writeRecord('CLEAN\n');
+  /** Whether the lock file's path now names another file than `lock` (or none). */
+  private lockFileReplaced(lock: OpenFile): boolean {
+    try {
+      const st = statSync(this.lockPath);
+      return st.ino !== lock.ino || st.dev !== lock.dev;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      throw err;
+    }
+  }
+
+  /** Logs an unreadable record loudly, though not on every commit it fails. */
+  private reportUnreadable(record: { text: string; reason: string }): void {
+    const at = performance.now();
+    const last = this.reported;
+    if (last !== null && last.text === record.text && at - last.at < REPORT_EVERY_MS) return;
+    this.reported = { text: record.text, at };
+    this.logger.error(
+      `INGEST STOPPED: the commit record in ${this.lockPath} is unreadable (${record.reason}): ` +
+        `${JSON.stringify(record.text)}. Every commit fails with commit_record_unreadable and ` +
+        `writes nothing until it is repaired. Truncate each CSV and quarantine file it names ` +
+        `back to its recorded offset, or look at the tail of the day's files and truncate a ` +
+        `partial commit; then write CLEAN into the lock file (printf 'CLEAN\\n' > ${this.lockPath}) ` +
+        `or delete it (README, Durability).`,
+    );
+  }
+
+  /** Undoes the unfinished commit a PENDING record names, then clears the record. */
+  private repair(lock: OpenFile, csv: RecordedFile, quarantine: RecordedFile | null): void {
+    this.truncateBack(csv);
+    if (quarantine !== null) this.truncateBack(quarantine);
+    this.writeRecord(lock, CLEAN_TEXT);
+  }
+
+  /**
+   * Truncates the file an unfinished commit appended to back to where it began, found by its
+   * identity: its path may name a new file by now (rotation), which must be left alone, and the
+   * file itself may have been renamed, with the partial commit still at its end.
+   */
+  private truncateBack(f: RecordedFile): void {
+    if (truncateIfSame(f.path, f)) return;
+    for (const held of [this.csv, this.quarantine]) {
+      if (held !== null && held.dev === f.dev && held.ino === f.ino) {
+        if (fstatSync(held.fd).size > f.start) ftruncateSync(held.fd, f.start);
+        return;
+      }
+    }
+    // Only names that extend the recorded one (`x.csv.1`, `x.csv-20300131`), never the lock or a
+    // spill file: an inode number freed by a deleted file is soon reused by another, and a repair
+    // must not truncate a file that merely got the same number.
+    const dir = this.options.dir;
+    const recorded = basename(f.path);
+    for (const name of readdirSync(dir)) {
+      if (!name.startsWith(recorded) || name === recorded) continue;
+      const path = join(dir, name);
+      let st;
+      try {
+        st = lstatSync(path);
+      } catch {
+        continue; // removed meanwhile
+      }
+      if (st.isFile() && st.dev === f.dev && st.ino === f.ino && truncateIfSame(path, f)) return;
+    }
+    this.logger.warn(
+      `an unfinished commit recorded in ${this.lockPath} began at byte ${f.start} of ${f.path} ` +
+        `(dev ${f.dev}, inode ${f.ino}), but no file with that inode is at that path, open in ` +
+        `this worker or in ${dir} as ${recorded}*: if it was moved elsewhere, truncate it to ` +
+        `${f.start} bytes`,
+    );
   }
 
   /** Returns an append descriptor on `path`, reopening when the day changed or the file moved. */
-  private reopenIfMoved(current: AppendFile | null, path: string): AppendFile {
+  private reopenIfMoved(current: OpenFile | null, path: string): OpenFile {
     if (current !== null && current.path === path) {
       try {
         const st = statSync(path);
@@ -236,40 +455,48 @@ export class CsvCommitter {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
     }
-    if (current !== null) closeSync(current.fd);
-    const fd = openSync(path, O_WRONLY | O_APPEND | O_CREAT, 0o644);
-    const st = fstatSync(fd);
-    return { path, fd, ino: st.ino, dev: st.dev };
+    current?.close();
+    return OpenFile.open(path, O_WRONLY | O_APPEND | O_CREAT);
   }
 }
 
-function truncateIfSame(path: string, dev: number, ino: number, size: number): void {
+/** Truncates `path` to `f.start` if it is still the file `f` names; false if it is not. */
+function truncateIfSame(path: string, f: RecordedFile): boolean {
   let fd: number;
   try {
     fd = openSync(path, O_WRONLY);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // rotated away and deleted
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false; // rotated away
     throw err;
   }
   try {
     const st = fstatSync(fd);
-    if (st.dev === dev && st.ino === ino && st.size > size) ftruncateSync(fd, size);
+    if (st.dev !== f.dev || st.ino !== f.ino) return false;
+    if (st.size > f.start) ftruncateSync(fd, f.start);
+    return true;
   } finally {
     closeSync(fd);
   }
 }
 
 /**
- * Group commit: one fdatasync covers every commit that finished before it started. A caller that
- * arrives while a sync runs waits for the next one, which starts when the current one ends.
+ * Group commit: one round of fdatasyncs covers every commit that finished before it started. A
+ * caller that arrives while a round runs waits for the next one, which starts when the current
+ * one ends. Each file is held from the call until its round is done.
  */
 class GroupSync {
   private running: Promise<void> | null = null;
   private next: Promise<void> | null = null;
-  private readonly fds = new Set<number>();
+  private readonly files = new Set<OpenFile>();
 
-  sync(fds: readonly number[]): Promise<void> {
-    for (const fd of fds) this.fds.add(fd);
+  constructor(private readonly calls: FileSyncCalls) {}
+
+  sync(files: readonly OpenFile[]): Promise<void> {
+    for (const f of files) {
+      if (this.files.has(f)) continue;
+      f.hold();
+      this.files.add(f);
+    }
     if (this.running === null) return (this.running = this.start());
     if (this.next === null) {
       this.next = this.running.then(
@@ -286,19 +513,28 @@ class GroupSync {
     return this.next;
   }
 
+  /** Resolves when no round is running or queued (whether they succeed or not). */
+  async idle(): Promise<void> {
+    await (this.next ?? this.running)?.catch(() => undefined);
+  }
+
   private async start(): Promise<void> {
-    const fds = [...this.fds];
-    this.fds.clear();
+    const files = [...this.files];
+    this.files.clear();
     try {
-      await Promise.all(
-        fds.map(
-          (fd) =>
+      // allSettled: a descriptor is released only once its own fdatasync has returned.
+      const results = await Promise.allSettled(
+        files.map(
+          (f) =>
             new Promise<void>((resolve, reject) =>
-              fdatasync(fd, (err) => (err ? reject(err) : resolve())),
+              this.calls.fdatasync(f.fd, (err) => (err ? reject(err) : resolve())),
             ),
         ),
       );
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed !== undefined) throw failed.reason;
     } finally {
+      for (const f of files) f.release();
       if (this.next === null) this.running = null;
     }
   }

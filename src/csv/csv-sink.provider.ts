@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
 import type { IngestConfig } from '../config.js';
 import { INGEST_CONFIG } from '../tokens.js';
 import { CsvCommitter, type CommitResult } from './csv-committer.js';
@@ -17,6 +17,8 @@ export class CsvSinkProvider implements OnApplicationShutdown {
       dir: config.csvDir,
       prefix: config.csvPrefix,
       fsync: config.csvFsync,
+      lockTimeoutMs: config.lockTimeoutMs,
+      logger: new Logger(CsvCommitter.name),
     });
   }
 

@@ -5,8 +5,12 @@ import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { IngestConfig } from '../config.js';
 import { INGEST_CONFIG } from '../tokens.js';
+import { lockFilePath, readCommitRecordFile } from './commit-record.js';
 
-/** Readiness of the CSV folder: writable, and enough free space (SPEC §3). */
+/**
+ * Readiness of the CSV folder: writable, enough free space (SPEC §3), and a commit record that
+ * the committer can read.
+ */
 @Injectable()
 export class CsvHealthIndicator {
   constructor(
@@ -49,5 +53,27 @@ export class CsvHealthIndicator {
       path: this.config.csvDir,
       threshold: Math.max(0, total - this.config.healthMinFreeBytes),
     });
+  }
+
+  /**
+   * The commit record in the lock file is readable: an unreadable one fails every commit until an
+   * operator repairs it (csv-committer.ts, "Recovery"), so the worker is not ready. One read of
+   * at most RECORD_BYTES, without the lock (the record is written with one pwrite).
+   */
+  commitRecord() {
+    const check = this.health.check('commit_record');
+    const path = lockFilePath(this.config.csvDir, this.config.csvPrefix);
+    try {
+      const record = readCommitRecordFile(path);
+      if (record.state !== 'unreadable') return check.up({ path });
+      return check.down({
+        path,
+        message:
+          `the commit record is unreadable (${record.reason}): ${JSON.stringify(record.text)}; ` +
+          `ingest is stopped until it is repaired (README, Durability)`,
+      });
+    } catch (err) {
+      return check.down({ path, message: (err as Error).message });
+    }
   }
 }

@@ -13,7 +13,10 @@ export class HealthController {
     private readonly drain: ShutdownDrain,
   ) {}
 
-  /** Readiness: CSV folder writable, free disk above the threshold, not shutting down. */
+  /**
+   * Readiness: CSV folder writable, free disk above the threshold, a readable commit record, not
+   * shutting down.
+   */
   @Get()
   @HealthCheck()
   readiness() {
@@ -21,6 +24,7 @@ export class HealthController {
     return this.health.check([
       () => this.csv.writable(),
       () => disk,
+      () => this.csv.commitRecord(),
       // Read last, once the disk check's I/O is done: a check under way when draining starts
       // then names it, instead of terminus answering `shutting_down` with nothing down.
       async () => {

@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { isUtf8 } from 'node:buffer';
 import { NdjsonCsvTransform, type InvalidReason } from './core/ndjson-csv.js';
 import { PendingBytes } from '../csv/pending-bytes.js';
-import { createDecoder, type BodyDecoder } from './body-decoder.js';
+import { createDecoder, type BodyDecoder, type DecoderLimits } from './body-decoder.js';
 import { IngestError } from '../errors.js';
 
 export interface BodyLimits {
@@ -21,6 +21,8 @@ export interface BodyLimits {
   spillThresholdBytes: number;
   /** Quarantine records of one request, in bytes (413 `quarantine_too_large` beyond). */
   maxQuarantineBytes: number;
+  /** Window bound and the worker's decoder memory budget. */
+  decoders: DecoderLimits;
 }
 
 export interface LineError {
@@ -191,14 +193,18 @@ export function readBody(
     };
 
     if (encoding !== 'identity') {
-      decoder = createDecoder(encoding, {
-        onData: feed,
-        onEnd: finish,
-        onError: fail,
-        onDrain: () => {
-          if (!done) req.resume();
+      decoder = createDecoder(
+        encoding,
+        {
+          onData: feed,
+          onEnd: finish,
+          onError: fail,
+          onDrain: () => {
+            if (!done) req.resume();
+          },
         },
-      });
+        limits.decoders,
+      );
     }
 
     let idle = setTimeout(() => fail(new IngestError('body_timeout')), limits.bodyTimeoutMs);

@@ -7,7 +7,7 @@ import { CsvSinkProvider } from '../csv/csv-sink.provider.js';
 import { IngestError } from '../errors.js';
 import { closedFor } from '../http-answers.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
-import { parseContentEncoding } from './body-decoder.js';
+import { DecoderBudget, parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
 import { ShutdownDrain } from './shutdown-drain.js';
 
@@ -45,6 +45,10 @@ export class IngestService {
       spillDir: config.csvDir,
       spillThresholdBytes: config.spillThresholdBytes,
       maxQuarantineBytes: config.maxQuarantineBytes,
+      decoders: {
+        maxWindowBytes: config.maxDecoderWindowBytes,
+        budget: new DecoderBudget(config.decoderMemoryBytes),
+      },
     };
   }
 

@@ -1,23 +1,36 @@
 /**
  * The commit protocol on real files (SPEC §6): whole commits, repair after a SIGKILL in the middle
- * of a commit, truncation on a full disk, reopen after rotation, spill files.
+ * of a commit and from each state a crash can leave, truncation on a full disk, reopen after
+ * rotation, spill files, the lock's deadline, an unreadable record, and what CSV_FSYNC makes
+ * durable (a model of the disk that keeps each file as of its last fdatasync).
  */
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawn } from 'node:child_process';
 import {
+  appendFileSync,
   closeSync,
   existsSync,
+  fstatSync,
+  lstatSync,
   openSync,
   mkdirSync,
   readFileSync,
   readdirSync,
+  readlinkSync,
   renameSync,
   statSync,
+  unlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { tryLock, unlock } from 'fs-native-extensions';
-import { CsvCommitter, localDay } from '../../src/csv/csv-committer.js';
+import { pendingRecord } from '../../src/csv/commit-record.js';
+import {
+  CsvCommitter,
+  localDay,
+  type CommitLogger,
+  type FileSyncCalls,
+} from '../../src/csv/csv-committer.js';
 import { PendingBytes } from '../../src/csv/pending-bytes.js';
 import { ROOT, tempDir } from '../support/server.js';
 
@@ -28,6 +41,99 @@ function pending(dir: string, text: string, threshold = 1 << 20): PendingBytes {
 }
 
 const today = () => localDay(new Date());
+
+/** The PENDING record of a commit that began at these sizes of these files, as the committer writes it. */
+function crashRecord(csv: string, csvStart: number, q: string | null = null, qStart = 0): string {
+  const id = (path: string) => {
+    const st = statSync(path);
+    return { path, dev: st.dev, ino: st.ino };
+  };
+  return pendingRecord(id(csv), csvStart, q === null ? null : id(q), qStart).padEnd(1024, ' ');
+}
+
+/** A logger that keeps what it is told. */
+function captureLog(): CommitLogger & { errors: string[]; warnings: string[] } {
+  const errors: string[] = [];
+  const warnings: string[] = [];
+  return { errors, warnings, error: (m) => errors.push(m), warn: (m) => warnings.push(m) };
+}
+
+/** Paths this process holds a descriptor on, from /proc/self/fd (a closed number may be reused). */
+function heldPaths(): string[] {
+  const paths: string[] = [];
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      paths.push(readlinkSync(`/proc/self/fd/${fd}`));
+    } catch {
+      // the descriptor readdir itself used, closed by now
+    }
+  }
+  return paths;
+}
+
+async function waitUntil(condition: () => boolean, what: string): Promise<void> {
+  const until = Date.now() + 10000;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+/**
+ * What a power loss keeps: each file (by dev and inode) as it was when a sync last ran on its
+ * descriptor, read through /proc/self/fd at that moment, so a descriptor number that was closed
+ * fails with EBADF and one reused by another file saves that file instead, as fdatasync would.
+ * `hold()` keeps the group syncs (async fdatasync) waiting until `release()`; the number is looked
+ * up when the sync runs, not when it was asked for, which is stricter than the kernel (it looks it
+ * up when the thread pool starts the call) and so catches any descriptor closed too early.
+ */
+function diskModel() {
+  const disk = new Map<string, Buffer>();
+  const keyOf = (st: { dev: number; ino: number }) => `${st.dev}:${st.ino}`;
+  const save = (fd: number) => {
+    const st = fstatSync(fd);
+    disk.set(keyOf(st), readFileSync(`/proc/self/fd/${fd}`));
+  };
+  let held: (() => void)[] | null = null;
+  let groupSyncs = 0;
+  const sync: FileSyncCalls = {
+    fdatasyncSync: save,
+    fdatasync: (fd, callback) => {
+      groupSyncs++;
+      const run = () => {
+        try {
+          save(fd);
+          callback(null);
+        } catch (err) {
+          callback(err as NodeJS.ErrnoException);
+        }
+      };
+      if (held !== null) held.push(run);
+      else setImmediate(run);
+    },
+  };
+  return {
+    sync,
+    groupSyncs: () => groupSyncs,
+    waiting: () => held?.length ?? 0,
+    hold: () => void (held = []),
+    release: () => {
+      const runs = held ?? [];
+      held = null;
+      for (const run of runs) run();
+    },
+    /** What the disk holds of the file now at `path`. */
+    durable: (path: string) => disk.get(keyOf(statSync(path)))?.toString() ?? '',
+    /** Puts every file of `dir` back as the disk holds it (empty if never synced). */
+    powerLoss: (dir: string) => {
+      for (const name of readdirSync(dir)) {
+        const path = join(dir, name);
+        const st = lstatSync(path);
+        if (st.isFile()) writeFileSync(path, disk.get(keyOf(st)) ?? '');
+      }
+    },
+  };
+}
 
 describe('CsvCommitter', () => {
   it('appends a commit whole and the quarantine beside it', async () => {
@@ -223,12 +329,340 @@ describe('crash and disk-full safety', () => {
     const file = join(dir, `t-${today()}.csv`);
     writeFileSync(file, 'new file after rotation\n');
     const st = statSync(file);
-    const record = `PENDING ${JSON.stringify([file, st.dev, st.ino + 1, 3, '', 0, 0, 0])}\n`;
-    writeFileSync(join(dir, '.t.lock'), record.padEnd(4096, ' '));
-    const c = new CsvCommitter({ dir, prefix: 't', fsync: false });
+    const gone = { path: file, dev: st.dev, ino: st.ino + 1 };
+    writeFileSync(join(dir, '.t.lock'), pendingRecord(gone, 3, null, 0).padEnd(4096, ' '));
+    const log = captureLog();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false, logger: log });
     await c.commit(pending(dir, 'x\n'), pending(dir, ''));
     await c.close();
     expect(readFileSync(file, 'utf8')).toBe('new file after rotation\nx\n');
-    expect(existsSync(join(dir, '.t.lock'))).toBe(true);
+    expect(readFileSync(join(dir, '.t.lock'), 'utf8').trimEnd()).toBe('CLEAN');
+    // Nothing found to undo: said, with what an operator needs to find it.
+    expect(log.warnings).toHaveLength(1);
+    expect(log.warnings[0]).toContain(`byte 3 of ${file}`);
+    expect(log.warnings[0]).toContain(`inode ${st.ino + 1}`);
+  });
+});
+
+describe('repair from each state a crash leaves', () => {
+  // The files as they were before the crashed commit, and the bytes it got written.
+  const BEFORE_CSV = 'before,0\n';
+  const BEFORE_Q = '{"line":0}\n';
+  const states = [
+    { state: 'PENDING written, no rows yet', csv: '', q: '', record: 'pending' },
+    { state: 'PENDING and part of the rows', csv: 'doomed,1\ndoo', q: '', record: 'pending' },
+    {
+      state: 'PENDING, all rows and part of the quarantine',
+      csv: 'doomed,1\ndoomed,2\n',
+      q: '{"line":1',
+      record: 'pending',
+    },
+    {
+      state: 'PENDING and all rows, no CLEAN yet',
+      csv: 'doomed,1\ndoomed,2\n',
+      q: '{"line":1}\n',
+      record: 'pending',
+    },
+    { state: 'CLEAN', csv: 'kept,1\nkept,2\n', q: '{"line":1}\n', record: 'clean' },
+  ] as const;
+
+  it.each(states)('$state', async ({ csv, q, record }) => {
+    const dir = tempDir();
+    const csvFile = join(dir, `t-${today()}.csv`);
+    const qFile = join(dir, `t-${today()}.quarantine.ndjson`);
+    writeFileSync(csvFile, BEFORE_CSV);
+    writeFileSync(qFile, BEFORE_Q);
+    const lock = join(dir, '.t.lock');
+    writeFileSync(
+      lock,
+      record === 'clean'
+        ? 'CLEAN\n'.padEnd(1024, ' ')
+        : crashRecord(csvFile, BEFORE_CSV.length, qFile, BEFORE_Q.length),
+    );
+    appendFileSync(csvFile, csv);
+    appendFileSync(qFile, q);
+
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false });
+    await c.commit(pending(dir, 'after,9\n'), pending(dir, '{"line":9}\n'));
+    await c.close();
+    const kept = record === 'clean';
+    expect(readFileSync(csvFile, 'utf8')).toBe(BEFORE_CSV + (kept ? csv : '') + 'after,9\n');
+    expect(readFileSync(qFile, 'utf8')).toBe(BEFORE_Q + (kept ? q : '') + '{"line":9}\n');
+    expect(readFileSync(lock, 'utf8').trimEnd()).toBe('CLEAN');
+  });
+
+  it('finds the file renamed since the crash (rotation) by its inode in the CSV folder', async () => {
+    const dir = tempDir();
+    const file = join(dir, `t-${today()}.csv`);
+    writeFileSync(file, 'before\n');
+    writeFileSync(join(dir, '.t.lock'), crashRecord(file, 7));
+    appendFileSync(file, 'doomed,1\ndoo');
+    renameSync(file, `${file}.1`);
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false });
+    await c.commit(pending(dir, 'after\n'), pending(dir, ''));
+    await c.close();
+    expect(readFileSync(`${file}.1`, 'utf8')).toBe('before\n');
+    expect(readFileSync(file, 'utf8')).toBe('after\n');
+  });
+
+  it('truncates through its own descriptor a file renamed out of the folder', async () => {
+    const dir = tempDir();
+    const file = join(dir, `t-${today()}.csv`);
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false });
+    await c.commit(pending(dir, 'before\n'), pending(dir, '')); // c holds the file open
+    // Another worker died in the middle of a commit to it; then it was moved away.
+    writeFileSync(join(dir, '.t.lock'), crashRecord(file, 7));
+    appendFileSync(file, 'doomed,1\ndoo');
+    mkdirSync(join(dir, 'archive'));
+    const moved = join(dir, 'archive', 'day.csv');
+    renameSync(file, moved);
+    await c.commit(pending(dir, 'after\n'), pending(dir, ''));
+    await c.close();
+    expect(readFileSync(moved, 'utf8')).toBe('before\n');
+    expect(readFileSync(file, 'utf8')).toBe('after\n');
+  });
+
+  it('leaves alone another file of the folder that got the recorded inode number', async () => {
+    const dir = tempDir();
+    const file = join(dir, `t-${today()}.csv`);
+    const other = join(dir, 'other.csv'); // a deleted file's inode number, reused
+    writeFileSync(other, 'someone else,1\nsomeone else,2\n');
+    const st = statSync(other);
+    const record = pendingRecord({ path: file, dev: st.dev, ino: st.ino }, 3, null, 0);
+    writeFileSync(join(dir, '.t.lock'), record.padEnd(1024, ' '));
+    const log = captureLog();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false, logger: log });
+    await c.commit(pending(dir, 'after\n'), pending(dir, ''));
+    await c.close();
+    expect(readFileSync(other, 'utf8')).toBe('someone else,1\nsomeone else,2\n');
+    expect(readFileSync(file, 'utf8')).toBe('after\n');
+    expect(log.warnings).toHaveLength(1);
+  });
+
+  it('warns when the renamed file is nowhere to be found, and commits', async () => {
+    const dir = tempDir();
+    const file = join(dir, `t-${today()}.csv`);
+    writeFileSync(file, 'before\n');
+    writeFileSync(join(dir, '.t.lock'), crashRecord(file, 7));
+    appendFileSync(file, 'doomed\n');
+    mkdirSync(join(dir, 'archive'));
+    const moved = join(dir, 'archive', 'day.csv');
+    renameSync(file, moved);
+    const log = captureLog();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false, logger: log });
+    await c.commit(pending(dir, 'after\n'), pending(dir, ''));
+    await c.close();
+    expect(readFileSync(moved, 'utf8')).toBe('before\ndoomed\n');
+    expect(readFileSync(file, 'utf8')).toBe('after\n');
+    expect(log.warnings).toHaveLength(1);
+    expect(log.warnings[0]).toContain(`byte 7 of ${file}`);
+  });
+});
+
+describe('an unreadable commit record', () => {
+  const cases = [
+    ['cut short', (r: string) => r.slice(0, 60)],
+    ['with one byte changed', (r: string) => r.replace('/t-', '/u-')],
+    ['in the format without length and CRC', (r: string) => `PENDING ${r.slice(r.indexOf('['))}`],
+  ] as const;
+
+  it.each(cases)(
+    'a record %s fails every commit with commit_record_unreadable, writes nothing, and is logged once',
+    async (_, damage) => {
+      const dir = tempDir();
+      const file = join(dir, `t-${today()}.csv`);
+      const lock = join(dir, '.t.lock');
+      writeFileSync(file, 'before\n');
+      const valid = `${crashRecord(file, 0).trimEnd()}\n`;
+      const record = damage(valid);
+      expect(record).not.toBe(valid);
+      writeFileSync(lock, record);
+      const log = captureLog();
+      const c = new CsvCommitter({ dir, prefix: 't', fsync: false, logger: log });
+      for (let i = 0; i < 3; i++) {
+        await expect(c.commit(pending(dir, 'x\n'), pending(dir, '{"q":1}\n'))).rejects.toMatchObject(
+          { code: 'commit_record_unreadable', status: 500 },
+        );
+      }
+      expect(readFileSync(file, 'utf8')).toBe('before\n'); // not truncated to 0, nothing added
+      expect(existsSync(join(dir, `t-${today()}.quarantine.ndjson`))).toBe(false);
+      expect(readFileSync(lock, 'utf8')).toBe(record); // left for the operator
+      expect(log.errors).toHaveLength(1);
+      expect(log.errors[0]).toContain(lock);
+      expect(log.errors[0]).toContain(JSON.stringify(record.split('\n')[0]).slice(1, 40));
+      expect(log.errors[0]).toMatch(/CLEAN/);
+      // The operator's repair: CLEAN written in place.
+      writeFileSync(lock, 'CLEAN\n');
+      await c.commit(pending(dir, 'x\n'), pending(dir, ''));
+      expect(readFileSync(file, 'utf8')).toBe('before\nx\n');
+      await c.close();
+    },
+  );
+
+  it('a lock file deleted or replaced by the operator is followed at the next commit', async () => {
+    const dir = tempDir();
+    const file = join(dir, `t-${today()}.csv`);
+    const lock = join(dir, '.t.lock');
+    const options = { dir, prefix: 't', fsync: false, lockTimeoutMs: 200 };
+    const a = new CsvCommitter({ ...options, logger: captureLog() });
+    const b = new CsvCommitter({ ...options, logger: captureLog() });
+    await a.commit(pending(dir, 'a1\n'), pending(dir, ''));
+    await b.commit(pending(dir, 'b1\n'), pending(dir, ''));
+    writeFileSync(lock, 'PENDING 12'); // both hold this inode open
+    await expect(a.commit(pending(dir, 'no\n'), pending(dir, ''))).rejects.toMatchObject({
+      code: 'commit_record_unreadable',
+    });
+    unlinkSync(lock);
+    await a.commit(pending(dir, 'a2\n'), pending(dir, ''));
+    await b.commit(pending(dir, 'b2\n'), pending(dir, ''));
+    // Both moved to the new lock file: it excludes b while held from outside.
+    const other = openSync(lock, 'r+');
+    expect(tryLock(other)).toBe(true);
+    await expect(b.commit(pending(dir, 'b3\n'), pending(dir, ''))).rejects.toMatchObject({
+      code: 'lock_timeout',
+    });
+    unlock(other);
+    closeSync(other);
+    expect(readFileSync(file, 'utf8')).toBe('a1\nb1\na2\nb2\n');
+    await Promise.all([a.close(), b.close()]);
+  });
+});
+
+describe('the lock wait', () => {
+  it('fails with lock_timeout after lockTimeoutMs, writing nothing, also for the commits queued behind', async () => {
+    const dir = tempDir();
+    const file = join(dir, `t-${today()}.csv`);
+    const lock = join(dir, '.t.lock');
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false, lockTimeoutMs: 1000 });
+    await c.commit(pending(dir, 'first\n'), pending(dir, ''));
+    const record = readFileSync(lock, 'utf8');
+    const other = openSync(lock, 'r+');
+    expect(tryLock(other)).toBe(true);
+    const started = performance.now();
+    const settled: number[] = [];
+    const commits = ['second\n', 'third\n'].map((row) =>
+      c.commit(pending(dir, row), pending(dir, '{"q":1}\n')).finally(() => {
+        settled.push(performance.now() - started);
+      }),
+    );
+    for (const commit of commits) {
+      await expect(commit).rejects.toMatchObject({ code: 'lock_timeout', status: 500 });
+    }
+    expect(settled[0]).toBeGreaterThanOrEqual(1000);
+    // The deadline counts from the call: the second did not start a wait of its own.
+    expect(settled[1] - settled[0]).toBeLessThan(500);
+    expect(readFileSync(file, 'utf8')).toBe('first\n');
+    expect(existsSync(join(dir, `t-${today()}.quarantine.ndjson`))).toBe(false);
+    expect(readFileSync(lock, 'utf8')).toBe(record);
+    unlock(other);
+    closeSync(other);
+    await c.commit(pending(dir, 'fourth\n'), pending(dir, ''));
+    expect(readFileSync(file, 'utf8')).toBe('first\nfourth\n');
+    await c.close();
+  });
+});
+
+describe('CSV_FSYNC durability and descriptors', () => {
+  it('a commit resolves once its CLEAN is on disk: a power loss after it keeps its rows', async () => {
+    const dir = tempDir();
+    const disk = diskModel();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: true, sync: disk.sync });
+    await c.commit(pending(dir, 'before\n'), pending(dir, '{"q":1}\n'));
+    await c.commit(pending(dir, 'acked\n'), pending(dir, '{"q":2}\n'));
+    await c.close();
+    disk.powerLoss(dir);
+    const next = new CsvCommitter({ dir, prefix: 't', fsync: true, sync: disk.sync });
+    await next.commit(pending(dir, 'after\n'), pending(dir, ''));
+    await next.close();
+    expect(readFileSync(join(dir, `t-${today()}.csv`), 'utf8')).toBe('before\nacked\nafter\n');
+    expect(readFileSync(join(dir, `t-${today()}.quarantine.ndjson`), 'utf8')).toBe(
+      '{"q":1}\n{"q":2}\n',
+    );
+  });
+
+  it('one round of syncs covers every commit that finished while the previous one ran', async () => {
+    const dir = tempDir();
+    const disk = diskModel();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: true, sync: disk.sync });
+    disk.hold();
+    const commits = [c.commit(pending(dir, 'r0\n'), pending(dir, ''))];
+    await waitUntil(() => disk.waiting() > 0, 'the first round runs');
+    for (let i = 1; i < 5; i++) commits.push(c.commit(pending(dir, `r${i}\n`), pending(dir, '')));
+    await waitUntil(
+      () => readFileSync(join(dir, `t-${today()}.csv`), 'utf8').endsWith('r4\n'),
+      'all five are written',
+    );
+    disk.release();
+    await Promise.all(commits);
+    expect(disk.groupSyncs()).toBe(4); // two rounds of two files
+    expect(disk.durable(join(dir, `t-${today()}.csv`))).toBe('r0\nr1\nr2\nr3\nr4\n');
+    await c.close();
+  });
+
+  it('a sync queued before a rotation syncs the rotated file, not the next owner of its number', async () => {
+    const dir = tempDir();
+    const file = join(dir, `t-${today()}.csv`);
+    const disk = diskModel();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: true, sync: disk.sync });
+    disk.hold();
+    const a = c.commit(pending(dir, 'a\n'), pending(dir, ''));
+    await waitUntil(() => disk.waiting() > 0, 'the first round runs');
+    const b = c.commit(pending(dir, 'b\n'), pending(dir, '')); // queued for the next round
+    await waitUntil(() => readFileSync(file, 'utf8') === 'a\nb\n', 'b is written');
+    renameSync(file, `${file}.1`);
+    // Reopens: the old descriptor's number would be the first free one for the new file.
+    const cc = c.commit(pending(dir, 'c\n'), pending(dir, ''));
+    await waitUntil(() => existsSync(file) && readFileSync(file, 'utf8') === 'c\n', 'c is written');
+    expect(heldPaths()).toContain(`${file}.1`); // kept open for the queued sync
+    disk.release();
+    await Promise.all([a, b, cc]);
+    expect(disk.durable(`${file}.1`)).toBe('a\nb\n');
+    expect(disk.durable(file)).toBe('c\n');
+    expect(heldPaths()).not.toContain(`${file}.1`); // closed once its sync ran
+    await c.close();
+  });
+
+  it('a new day closes the previous day\'s CSV and quarantine descriptors', async () => {
+    const dir = tempDir();
+    let now = new Date(2030, 0, 31, 23, 59, 59);
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: false, now: () => now });
+    await c.commit(pending(dir, 'late\n'), pending(dir, '{"q":1}\n'));
+    const csv1 = join(dir, 't-2030-01-31.csv');
+    const q1 = join(dir, 't-2030-01-31.quarantine.ndjson');
+    expect(heldPaths()).toEqual(expect.arrayContaining([csv1, q1]));
+    now = new Date(2030, 1, 1, 0, 0, 1);
+    await c.commit(pending(dir, 'early\n'), pending(dir, '')); // no invalid line today yet
+    const held = heldPaths();
+    expect(held).not.toContain(csv1);
+    expect(held).not.toContain(q1);
+    expect(held).toContain(join(dir, 't-2030-02-01.csv'));
+    await c.close();
+  });
+
+  it('with fsync, the previous day\'s descriptors close once their queued syncs ran', async () => {
+    const dir = tempDir();
+    let now = new Date(2030, 0, 31, 23, 59, 59);
+    const disk = diskModel();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: true, now: () => now, sync: disk.sync });
+    const csv1 = join(dir, 't-2030-01-31.csv');
+    const q1 = join(dir, 't-2030-01-31.quarantine.ndjson');
+    await c.commit(pending(dir, 'late,1\n'), pending(dir, ''));
+    disk.hold();
+    const first = c.commit(pending(dir, 'late,2\n'), pending(dir, ''));
+    await waitUntil(() => disk.waiting() > 0, 'a round runs');
+    const late = c.commit(pending(dir, 'late,3\n'), pending(dir, '{"q":1}\n')); // next round
+    await waitUntil(() => existsSync(q1), 'the quarantine is written');
+    now = new Date(2030, 1, 1, 0, 0, 1);
+    const early = c.commit(pending(dir, 'early\n'), pending(dir, ''));
+    await waitUntil(() => existsSync(join(dir, 't-2030-02-01.csv')), 'the new day is written');
+    expect(heldPaths()).toEqual(expect.arrayContaining([csv1, q1])); // syncs still queued on them
+    disk.release();
+    await Promise.all([first, late, early]);
+    expect(disk.durable(csv1)).toBe('late,1\nlate,2\nlate,3\n');
+    expect(disk.durable(q1)).toBe('{"q":1}\n');
+    const held = heldPaths();
+    expect(held).not.toContain(csv1);
+    expect(held).not.toContain(q1);
+    await c.close();
   });
 });

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { waitFor } from '../support/pm2.js';
@@ -30,7 +30,12 @@ describe('/health on a tmpfs CSV folder', () => {
     const a = await health();
     expect(a.status).toBe(200);
     expect(a.json.status).toBe('ok');
-    expect(Object.keys(a.json.details).sort()).toEqual(['csv_dir', 'disk', 'shutdown']);
+    expect(Object.keys(a.json.details).sort()).toEqual([
+      'commit_record',
+      'csv_dir',
+      'disk',
+      'shutdown',
+    ]);
   });
 
   // Runs before any commit: a tmpfs with files open for writing cannot be remounted read-only
@@ -79,6 +84,36 @@ describe('/health on a tmpfs CSV folder', () => {
       execFileSync('rm', [join(dir, 'filler')]);
     }
     expect((await health()).status).toBe(200);
+  });
+
+  it('turns 503 naming commit_record while the lock file record is unreadable; ingest answers 500 and writes nothing', async () => {
+    const ingest = () => send(`${s.url}/ingest`, Buffer.from('{"vendorid":1}\n'));
+    expect((await ingest()).status).toBe(200); // the lock file exists from here on
+    const lock = join(dir, '.nyc_taxi.lock');
+    const csv = join(
+      dir,
+      readdirSync(dir).find((f) => f.endsWith('.csv'))!,
+    );
+    const size = statSync(csv).size;
+    // A record cut short, written in place as a damaged file system or a stray copy could leave it.
+    writeFileSync(lock, 'PENDING 97 5d0b');
+    try {
+      const down = await health();
+      expect(down.status).toBe(503);
+      expect(down.json.error.commit_record).toMatchObject({ status: 'down', path: lock });
+      expect(down.json.error.commit_record.message).toMatch(/unreadable.*PENDING 97 5d0b/);
+      expect(down.json.details.csv_dir.status).toBe('up');
+      const a = await ingest();
+      expect(a.status).toBe(500);
+      expect(a.json.result.error.code).toBe('commit_record_unreadable');
+      expect(statSync(csv).size).toBe(size);
+      expect(s.output()).toContain(lock); // logged, naming the file to repair
+    } finally {
+      writeFileSync(lock, 'CLEAN\n'); // the operator's repair
+    }
+    expect((await health()).status).toBe(200);
+    expect((await ingest()).status).toBe(200);
+    expect(statSync(csv).size).toBeGreaterThan(size);
   });
 
   it('turns 503 naming shutdown as soon as draining starts, and still answers', async () => {
