@@ -1,20 +1,28 @@
 /**
- * npm run bench:memory  (BENCH_QUICK=1 for a smoke run: a 64 MiB gzip body, 8 concurrent bodies)
+ * npm run bench:memory  (BENCH_QUICK=1 for a smoke run: a 64 MiB gzip body, 8 concurrent bodies,
+ * 16 concurrent bodies of ~1 MB lines then 50 ordinary requests)
  *
  * Peak RSS of one worker (`node dist/main.js`, a fresh process per case) while it ingests
  * - one gzip body that decodes to ≥ 1 GiB of taxi-like NDJSON, compressed on the fly into a
  *   chunked request (MAX_DECODED_BYTES raised to 2 GiB for it, MAX_BODY_BYTES to 1 GiB);
- * - 32 concurrent 10 MiB bodies (all on this one worker: under pm2 they would be spread).
+ * - 32 concurrent 10 MiB bodies (all on this one worker: under pm2 they would be spread);
+ * - 64 concurrent bodies of 4 lines of 1,000,000 bytes each (taxi-like records with one long
+ *   string field, under MAX_LINE_BYTES), then 200 ordinary requests one at a time (1,600 records
+ *   each, the reference size). This one also reports VmRSS before the load and VmRSS 2 s after
+ *   the ordinary requests: memory the worker kept from the burst (WebAssembly memories of kernel
+ *   instances never shrink, so pooling grown ones would pin it for good, issue 13 item 8).
  * The peak is the kernel's high-water mark, VmHWM in /proc/<pid>/status, read after the load;
  * VmRSS is also sampled every 50 ms during it. Every answer must be a 200 counting every record,
- * and the day file must hold one row per record. Target: ≤ 200 MiB per worker. Writes the memory
- * section of BENCHMARKS.md (quick runs: bench/results/BENCHMARKS-quick.md).
+ * and the day file must hold one row per record. Target: ≤ 200 MiB per worker, for the peak and
+ * for the RSS after the ordinary requests (above it is a failure). Writes the memory section of
+ * BENCHMARKS.md (quick runs: bench/results/BENCHMARKS-quick.md).
  */
 import { createReadStream, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
 import { loadConfig } from '../src/config.js';
 import { send, startServer, tempDir, type RunningServer } from '../test/support/server.js';
@@ -31,6 +39,12 @@ const DECODED_BYTES = QUICK ? 64 * MiB : GiB;
 const CONCURRENT = QUICK ? 8 : 32;
 const BODY_BYTES = 10 * MiB;
 const TARGET = 200 * MiB;
+const LONG_CONCURRENT = QUICK ? 16 : 64;
+const LONG_LINES = 4;
+const LONG_LINE_BYTES = 1_000_000;
+const ORDINARY = QUICK ? 50 : 200;
+const ORDINARY_RECORDS = 1600;
+const SETTLE_MS = 2000;
 const RESULTS = new URL('results/', import.meta.url);
 
 interface CaseResult {
@@ -40,6 +54,9 @@ interface CaseResult {
   idlePeak: number;
   peak: number;
   sampledMax: number;
+  /** VmRSS before the load and after it has settled (the burst-then-ordinary case only). */
+  rssBefore?: number;
+  rssAfter?: number;
   problems: string[];
 }
 
@@ -208,6 +225,80 @@ async function concurrentCase(): Promise<CaseResult> {
   });
 }
 
+/** One taxi-like record padded with a long string field to exactly `bytes` bytes (with its LF). */
+function longTaxiLine(r: () => number, index: number, bytes: number): string {
+  const head = taxiLine(r, index).slice(0, -2); // without "}\n"
+  const pad = bytes - head.length - ',"notes":""}\n'.length;
+  return `${head},"notes":"${'x'.repeat(pad)}"}\n`;
+}
+
+/**
+ * `LONG_CONCURRENT` requests at once whose bodies are lines of ~1 MB, then `ORDINARY` reference-size
+ * requests one at a time: the RSS the worker keeps afterwards must be back under the target.
+ */
+async function longLinesCase(): Promise<CaseResult> {
+  const r = prng(13);
+  let text = '';
+  for (let i = 0; i < LONG_LINES; i++) text += longTaxiLine(r, i, LONG_LINE_BYTES);
+  const long = Buffer.from(text);
+  const maxLine = loadConfig({}).maxLineBytes;
+  if (long.length !== LONG_LINES * LONG_LINE_BYTES || LONG_LINE_BYTES - 1 > maxLine) {
+    throw new Error(`long-line body: ${long.length} bytes, MAX_LINE_BYTES ${maxLine}`);
+  }
+  const ordinary = taxiBody(ORDINARY_RECORDS, 17);
+  return withServer({}, async (server) => {
+    const pid = server.proc.pid!;
+    const problems: string[] = [];
+    const rssBefore = memoryOf(pid).rss;
+    const start = performance.now();
+    const answers = await Promise.all(
+      Array.from({ length: LONG_CONCURRENT }, () =>
+        send(`${server.url}/ingest`, long, {
+          headers: { 'content-type': 'application/x-ndjson' },
+        }),
+      ),
+    );
+    answers.forEach((a, i) => checkAnswer(a, LONG_LINES, problems, `long-line body ${i + 1}`));
+    const rssAfterBurst = memoryOf(pid).rss;
+    for (let i = 0; i < ORDINARY; i++) {
+      const a = await send(`${server.url}/ingest`, ordinary, {
+        headers: { 'content-type': 'application/x-ndjson' },
+      });
+      checkAnswer(a, ORDINARY_RECORDS, problems, `ordinary request ${i + 1}`);
+    }
+    const seconds = (performance.now() - start) / 1000;
+    await sleep(SETTLE_MS);
+    const rssAfter = memoryOf(pid).rss;
+    const records = LONG_CONCURRENT * LONG_LINES + ORDINARY * ORDINARY_RECORDS;
+    const rows = await countRows(server.csvDir);
+    if (rows !== records) {
+      problems.push(
+        `${rows} rows for ${LONG_CONCURRENT} × ${LONG_LINES} + ${ORDINARY} × ${ORDINARY_RECORDS} records`,
+      );
+    }
+    if (rssAfter > TARGET) {
+      problems.push(
+        `RSS ${mib(rssAfter)} MiB ${SETTLE_MS / 1000} s after the ${ORDINARY} ordinary requests, above the 200 MiB target`,
+      );
+    }
+    console.log(
+      `  RSS before ${mib(rssBefore)} MiB, after the burst ${mib(rssAfterBurst)} MiB, ` +
+        `after the ordinary requests ${mib(rssAfter)} MiB`,
+    );
+    return {
+      name: `${LONG_CONCURRENT} concurrent bodies of ~1 MB lines, then ${ORDINARY} ordinary requests`,
+      body:
+        `${LONG_CONCURRENT} × ${long.length.toLocaleString('en-US')} bytes (${LONG_LINES} lines of ` +
+        `${LONG_LINE_BYTES.toLocaleString('en-US')} bytes), then ${ORDINARY} × ` +
+        `${ordinary.length.toLocaleString('en-US')} bytes (${ORDINARY_RECORDS.toLocaleString('en-US')} records) one at a time`,
+      seconds,
+      rssBefore,
+      rssAfter,
+      problems,
+    };
+  });
+}
+
 async function main(): Promise<void> {
   const defaults = loadConfig({});
   console.log(
@@ -216,36 +307,50 @@ async function main(): Promise<void> {
       `MAX_BODY_BYTES default: ${defaults.maxBodyBytes.toLocaleString('en-US')}; 1 GiB for the gzip case.`,
   );
   const cases: CaseResult[] = [];
-  for (const run of [gzipCase, concurrentCase]) {
+  for (const run of [gzipCase, concurrentCase, longLinesCase]) {
     const c = await run();
     console.log(
       `${c.name}: peak RSS ${mib(c.peak)} MiB (idle ${mib(c.idlePeak)} MiB, largest sample ${mib(c.sampledMax)} MiB), ${c.seconds.toFixed(1)} s` +
+        (c.rssAfter !== undefined
+          ? `; RSS before ${mib(c.rssBefore!)} MiB, after ${mib(c.rssAfter)} MiB`
+          : '') +
         (c.problems.length > 0 ? `\n  FAIL ${c.problems.join('\n  FAIL ')}` : ''),
     );
     cases.push(c);
   }
 
   const verdict = (c: CaseResult) => (c.peak <= TARGET ? 'PASS' : 'MISS');
-  const targets = cases.map(
-    (c) => `${verdict(c)}  peak RSS per worker ≤ 200 MiB, ${c.name}: ${mib(c.peak)} MiB`,
-  );
+  const afterVerdict = (c: CaseResult) => (c.rssAfter! <= TARGET ? 'PASS' : 'FAIL');
+  const beforeAfter = (c: CaseResult) =>
+    c.rssAfter === undefined ? '–' : `${mib(c.rssBefore!)} → ${mib(c.rssAfter)}`;
+  const targets = cases.flatMap((c) => [
+    `${verdict(c)}  peak RSS per worker ≤ 200 MiB, ${c.name}: ${mib(c.peak)} MiB`,
+    ...(c.rssAfter === undefined
+      ? []
+      : [
+          `${afterVerdict(c)}  RSS after the ordinary requests ≤ 200 MiB, ${c.name}: ${mib(c.rssAfter)} MiB (before: ${mib(c.rssBefore!)} MiB)`,
+        ]),
+  ]);
   const problems = cases.flatMap((c) => c.problems);
   const command = QUICK ? 'BENCH_QUICK=1 npm run bench:memory' : 'npm run bench:memory';
   const section = [
     'One worker, `node dist/main.js` started as `npm run start:single` starts it (`MALLOC_TRIM_THRESHOLD_=33554432`), a fresh process per case, default settings except where noted; ' +
       'peak RSS is the kernel high-water mark (VmHWM in `/proc/<pid>/status`) after the load. ' +
-      'All requests go to this one worker (under pm2 they would be spread over the workers).' +
+      'All requests go to this one worker (under pm2 they would be spread over the workers). ' +
+      `RSS before → after is VmRSS before the load and ${SETTLE_MS / 1000} s after its last request (the case that ends with ordinary requests).` +
       (QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''),
     '',
-    '| case | body | time s | idle peak RSS MiB | peak RSS MiB | target ≤ 200 MiB |',
-    '|---|---|---:|---:|---:|---|',
+    '| case | body | time s | idle peak RSS MiB | peak RSS MiB | RSS before → after MiB | target ≤ 200 MiB |',
+    '|---|---|---:|---:|---:|---:|---|',
     ...cases.map(
       (c) =>
-        `| ${c.name} | ${c.body} | ${c.seconds.toFixed(1)} | ${mib(c.idlePeak)} | ${mib(c.peak)} | ${verdict(c)} |`,
+        `| ${c.name} | ${c.body} | ${c.seconds.toFixed(1)} | ${mib(c.idlePeak)} | ${mib(c.peak)} | ${beforeAfter(c)} | ` +
+        `${c.rssAfter === undefined ? verdict(c) : `peak ${verdict(c)}, after ${afterVerdict(c)}`} |`,
     ),
     '',
     `MAX_DECODED_BYTES: default ${defaults.maxDecodedBytes.toLocaleString('en-US')}, 2 GiB for the gzip case ` +
-      `(MAX_BODY_BYTES 1 GiB). Checks: every answer a 200 counting every record, one CSV row per record: ` +
+      `(MAX_BODY_BYTES 1 GiB). Checks: every answer a 200 counting every record, one CSV row per record, ` +
+      `RSS after the ordinary requests ≤ 200 MiB: ` +
       (problems.length > 0 ? `**FAIL** ${problems.join('; ')}` : 'passed') +
       '.',
     '',
