@@ -36,7 +36,7 @@ export function installRequestGate(server: Server, options: GateOptions): void {
     for (const handler of handlers) handler.call(server, req, res);
   };
 
-  /** Null when the request may go on; else it has been answered or dropped. */
+  /** True when the request has been answered or dropped here; false: it goes on. */
   const refuse = (req: IncomingMessage, res: ServerResponse): boolean => {
     if (closedFor(req)) {
       req.resume();

@@ -411,6 +411,8 @@ class ZstdDecoder implements BodyDecoder {
   private hint = 0;
   /** Bytes held back until a frame header is whole. */
   private stash: Buffer | null = null;
+  /** libzstd may hold output of input it has consumed: ask again even without input. */
+  private outputPending = false;
   private scheduled = false;
   private waitingForDrain = false;
   private inputEnded = false;
@@ -462,7 +464,10 @@ class ZstdDecoder implements BodyDecoder {
     let produced = 0;
     while (!this.failed && produced < ZSTD_SLICE_BYTES) {
       let src = this.queue.shift();
-      if (src === undefined) break;
+      if (src === undefined) {
+        if (!this.outputPending) break;
+        src = Buffer.alloc(0);
+      }
       if (this.stash !== null) {
         src = Buffer.concat([this.stash, src]);
         this.stash = null;
@@ -476,7 +481,7 @@ class ZstdDecoder implements BodyDecoder {
       }
     }
     if (this.failed) return;
-    if (this.queue.length > 0) {
+    if (this.queue.length > 0 || this.outputPending) {
       this.scheduled = true;
       setImmediate(() => this.run());
       return;
@@ -497,9 +502,8 @@ class ZstdDecoder implements BodyDecoder {
     budget: number,
   ): { left: Buffer; produced: number; needHeader: boolean } | null {
     let produced = 0;
-    let outputFull = false;
-    while (src.length > 0 || outputFull) {
-      if (this.hint === 0 && src.length > 0 && !outputFull) {
+    while (src.length > 0 || this.outputPending) {
+      if (this.hint === 0 && src.length > 0 && !this.outputPending) {
         // A frame starts here: check and reserve its window before libzstd sees it.
         const window = zstdFrameWindow(src);
         if (window < 0) return { left: src, produced, needHeader: true };
@@ -531,16 +535,16 @@ class ZstdDecoder implements BodyDecoder {
       const [hint, out, consumed] = result;
       this.hint = hint;
       src = src.subarray(consumed);
-      outputFull = out === ZSTD_OUT;
+      // Output, and the frame not done: more may come without more input.
+      this.outputPending = out > 0 && hint !== 0;
       if (out > 0) {
         produced += out;
         this.events.onData(dst.subarray(0, out));
         if (this.failed) return null;
       }
       if (out === 0 && consumed === 0) break;
-      if (produced >= budget && (src.length > 0 || outputFull)) {
-        // Yield; an output still pending in libzstd comes out with the next input (or at end).
-        return { left: src, produced, needHeader: false };
+      if (produced >= budget && (src.length > 0 || this.outputPending)) {
+        return { left: src, produced, needHeader: false }; // yield; run() comes back
       }
     }
     return { left: src, produced, needHeader: false };
@@ -548,7 +552,7 @@ class ZstdDecoder implements BodyDecoder {
 
   private finish(): void {
     if (this.failed || this.finished) return;
-    // Flush what libzstd may still hold for a full output buffer.
+    // Flush what libzstd may still hold.
     const flushed = this.decode(Buffer.alloc(0), Number.MAX_SAFE_INTEGER);
     if (flushed === null) return;
     if (this.stash !== null || this.hint !== 0) {

@@ -292,3 +292,13 @@ describe('fuzz: random bytes and mangled streams', () => {
     );
   });
 });
+
+describe('zstd output around the 8 MiB slice', () => {
+  it.each([63, 64, 65, 66])('%i RLE blocks of 128 KiB come out whole', async (blocks) => {
+    const frame = zstdRleFrame(0x68, blocks, 128 * 1024);
+    const r = await decode('zstd', [frame], undefined, 64 * MiB);
+    expect(r.error).toBeNull();
+    expect(r.ended).toBe(true);
+    expect(r.data.length).toBe(blocks * 128 * 1024);
+  });
+});
