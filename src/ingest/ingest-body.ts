@@ -29,6 +29,8 @@ export interface LineError {
   line: number;
   error: InvalidReason;
   message: string;
+  /** The column of a column-level reason (type_mismatch, missing_value, invalid_unicode). */
+  column?: string;
 }
 
 export interface ReadBody {
@@ -52,6 +54,8 @@ const REASON_MESSAGES: Record<InvalidReason, string> = {
   not_object: 'the line is valid JSON but not an object',
   invalid_unicode: 'a kept string field holds a lone surrogate, which cannot be written as UTF-8',
   line_too_long: 'the line is longer than MAX_LINE_BYTES',
+  type_mismatch: "the value is not of the column's type",
+  missing_value: 'the value is missing or null, and the column is not nullable and has no default',
 };
 
 /**
@@ -67,8 +71,10 @@ export function quarantineRecord(
   reason: InvalidReason,
   raw: Buffer,
   lineBytes: number,
+  column?: string,
 ): string {
-  const head = `{"request_id":${JSON.stringify(requestId)},"line":${line},"error":"${reason}",`;
+  const named = column === undefined ? '' : `"column":${JSON.stringify(column)},`;
+  const head = `{"request_id":${JSON.stringify(requestId)},"line":${line},"error":"${reason}",${named}`;
   const cut = lineBytes > raw.length ? `,"truncated":true,"line_bytes":${lineBytes}` : '';
   if (escapedLength(raw) <= (raw.length * 4) / 3 + ESCAPE_SLACK && isUtf8(raw)) {
     return `${head}"raw":${JSON.stringify(raw.toString('utf8'))}${cut}}\n`;
@@ -110,12 +116,19 @@ export function readBody(
     let quarantineOverflow = false;
     const transform = new NdjsonCsvTransform(
       { columns: limits.columns, eol: limits.eol, maxLineBytes: limits.maxLineBytes },
-      (line, reason, raw, lineBytes) => {
+      (line, reason, raw, lineBytes, column) => {
         if (errors.length < MAX_REPORTED_ERRORS) {
-          errors.push({ line, error: reason, message: REASON_MESSAGES[reason] });
+          const message = REASON_MESSAGES[reason];
+          errors.push(
+            column === undefined
+              ? { line, error: reason, message }
+              : { line, error: reason, column, message: `${message} (column ${column})` },
+          );
         }
         if (quarantineOverflow) return;
-        const record = Buffer.from(quarantineRecord(requestId, line, reason, raw, lineBytes));
+        const record = Buffer.from(
+          quarantineRecord(requestId, line, reason, raw, lineBytes, column),
+        );
         if (quarantine.length + record.length > limits.maxQuarantineBytes) {
           quarantineOverflow = true;
           return;

@@ -579,7 +579,7 @@ describe('§4 line_too_long', () => {
 });
 
 describe('invalid-line listener', () => {
-  it('receives (line, reason, raw, lineBytes) for every reason, in order', () => {
+  it('receives (line, reason, raw, lineBytes, column) for every reason, in order', () => {
     const calls: unknown[][] = [];
     const t = new NdjsonCsvTransform({ columns: ['a'], eol: 'lf', maxLineBytes: 14 }, (...args) =>
       calls.push(args),
@@ -589,11 +589,11 @@ describe('invalid-line listener', () => {
     t.push(utf8('{"a":"0123456789"}'));
     t.end();
     expect(calls).toEqual([
-      [1, 'invalid_json', utf8('nope'), 4],
-      [4, 'not_object', utf8('[1]'), 3],
-      [5, 'invalid_utf8', bytes('{"a":"\xff"}'), 9],
-      [6, 'invalid_unicode', utf8(String.raw`{"a":"\udc00"}`), 14],
-      [7, 'line_too_long', utf8('{"a":"01234567'), 18],
+      [1, 'invalid_json', utf8('nope'), 4, undefined],
+      [4, 'not_object', utf8('[1]'), 3, undefined],
+      [5, 'invalid_utf8', bytes('{"a":"\xff"}'), 9, undefined],
+      [6, 'invalid_unicode', utf8(String.raw`{"a":"\udc00"}`), 14, 'a'],
+      [7, 'line_too_long', utf8('{"a":"01234567'), 18, undefined],
     ]);
     for (const call of calls) expect(Buffer.isBuffer(call[2])).toBe(true);
     expect([t.valid, t.invalid, t.total, t.lines]).toEqual([1, 5, 6, 7]);

@@ -28,28 +28,59 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { KERNEL_WASM_BASE64 } from './kernel-wasm.js';
+import {
+  MAX_META_BYTES,
+  T_FIXED,
+  compileSchema,
+  type ColumnSpec,
+  type ColumnType,
+  type CompiledSchema,
+} from './schema.js';
 
 export type InvalidReason =
-  'invalid_json' | 'invalid_utf8' | 'not_object' | 'invalid_unicode' | 'line_too_long';
+  | 'invalid_json'
+  | 'invalid_utf8'
+  | 'not_object'
+  | 'invalid_unicode'
+  | 'line_too_long'
+  | 'type_mismatch'
+  | 'missing_value';
 
 export interface TransformOptions {
-  /** Top-level fields kept, in column order. */
-  columns: readonly string[];
+  /**
+   * The columns, in order: a field name (a top-level key, written as §5 writes it) or a column of
+   * a dataset (SPEC §8: a path with a type, or a meta value). Pass the same array for every
+   * request of a dataset: its compiled form is cached on it.
+   */
+  columns: readonly (string | ColumnSpec)[];
   /** Row terminator. */
   eol: 'crlf' | 'lf';
   /** Longest line accepted, in bytes (without LF and without a dropped CR). */
   maxLineBytes: number;
+  /** The values of meta columns for this request (request_id, received_at, node). */
+  meta?: RowMeta;
+}
+
+export interface RowMeta {
+  requestId: string;
+  /** When the request arrived: `received_at` is its UTC time to the millisecond. */
+  receivedAt: Date;
+  /** NODE_NAME, else the host name. */
+  node: string;
 }
 
 /**
  * Receives every invalid line, in order. `raw` is a copy the callee may keep: the line as split,
  * without BOM and dropped CR, cut to `maxLineBytes` for `line_too_long` (then `lineBytes` > raw.length).
+ * `column` names the column of a column-level reason (type_mismatch, missing_value, and
+ * invalid_unicode).
  */
 export type InvalidLineListener = (
   line: number,
   reason: InvalidReason,
   raw: Buffer,
   lineBytes: number,
+  column: string | undefined,
 ) => void;
 
 /** The kernel's exports (see kernel/scan.ts). */
@@ -60,9 +91,29 @@ interface Kernel {
   validCount: WebAssembly.Global;
   invalidCount: WebAssembly.Global;
   linesScanned: WebAssembly.Global;
-  init(columns: number, eolLf: number, maxLine: number): void;
-  namesPtr(): number;
-  setColumn(index: number, offset: number, length: number): void;
+  init(columns: number, slots: number, eolLf: number, maxLine: number): void;
+  keysPtr(): number;
+  fixedPtr(): number;
+  floatLimitPtr(): number;
+  setEntry(
+    entry: number,
+    keyOffset: number,
+    keyLength: number,
+    index: number,
+    slot: number,
+    child: number,
+  ): void;
+  setNode(node: number, first: number, count: number, lo: number, hi: number): void;
+  setColumn(
+    column: number,
+    type: number,
+    slot: number,
+    flags: number,
+    fixedOffset: number,
+    fixedLength: number,
+  ): void;
+  setBounds(spanFactor: number, fixedBound: number): void;
+  setLineBase(lines: number): void;
   layout(
     out: number,
     outCapacity: number,
@@ -83,7 +134,13 @@ const REASONS: InvalidReason[] = [
   'not_object',
   'invalid_unicode',
   'line_too_long',
+  'type_mismatch',
+  'missing_value',
 ];
+/** The largest finite double rounds from below 2^1024 - 2^970: its 309 digits (float columns). */
+const FLOAT_LIMIT = Buffer.from((2n ** 1024n - 2n ** 970n).toString(), 'latin1');
+/** Meta cells live after the defaults in the kernel's fixed area (kernel/scan.ts FIXED_BYTES). */
+const META_AREA = 32768;
 const LF = 0x0a;
 const CR = 0x0d;
 const PAGE = 65536;
@@ -112,9 +169,12 @@ class KernelInstance {
   private bytes: Uint8Array;
   private ints: Int32Array;
 
+  /** The request whose meta values the fixed area holds. */
+  private metaFor: RowMeta | undefined;
+
   constructor(
+    readonly schema: CompiledSchema,
     readonly key: string,
-    columns: readonly string[],
     eol: 'crlf' | 'lf',
     maxLine: number,
   ) {
@@ -125,18 +185,45 @@ class KernelInstance {
         },
       },
     }).exports as unknown as Kernel;
-    this.k.init(columns.length, eol === 'lf' ? 1 : 0, maxLine);
-    this.bytes = new Uint8Array(this.k.memory.buffer);
-    this.ints = new Int32Array(this.k.memory.buffer);
+    const k = this.k;
+    k.init(schema.columns.length, schema.slots, eol === 'lf' ? 1 : 0, maxLine);
+    this.bytes = new Uint8Array(k.memory.buffer);
+    this.ints = new Int32Array(k.memory.buffer);
+    this.memory().set(FLOAT_LIMIT, k.floatLimitPtr());
     let offset = 0;
-    const names = this.k.namesPtr();
-    columns.forEach((name, i) => {
-      const b = Buffer.from(name, 'utf8');
-      this.memory().set(b, names + offset);
-      this.k.setColumn(i, offset, b.length);
-      offset += b.length;
+    const keys = k.keysPtr();
+    schema.entries.forEach((e, i) => {
+      const length = e.key?.length ?? 0;
+      if (e.key !== null) this.memory().set(e.key, keys + offset);
+      k.setEntry(i, offset, length, e.index, e.slot, e.child);
+      offset += length;
     });
+    schema.nodes.forEach((n, i) => k.setNode(i, n.first, n.count, n.lo, n.hi));
+    let fixed = 0;
+    schema.columns.forEach((c, i) => {
+      const length = c.fixed?.length ?? 0;
+      if (c.fixed !== null) this.memory().set(c.fixed, k.fixedPtr() + fixed);
+      k.setColumn(i, c.type, c.slot, c.flags, fixed, length);
+      fixed += length;
+    });
+    k.setBounds(schema.spanFactor, schema.fixedBound);
     this.reserve(PIECE);
+  }
+
+  /** Writes the meta cells of `meta` (once per request and instance). */
+  useMeta(meta: RowMeta | undefined): void {
+    if (!this.schema.metaColumns || meta === this.metaFor) return;
+    if (meta === undefined) throw new Error('this dataset has meta columns: pass options.meta');
+    this.metaFor = meta;
+    let offset = META_AREA;
+    this.schema.columns.forEach((c, i) => {
+      if (c.type !== T_FIXED) return;
+      const cell = Buffer.from(csvCell(metaValue(c.meta!, meta)), 'utf8');
+      if (cell.length > 2 * MAX_META_BYTES + 2) throw new Error(`meta value of ${c.name} too long`);
+      this.memory().set(cell, this.k.fixedPtr() + offset);
+      this.k.setColumn(i, c.type, c.slot, c.flags, offset, cell.length);
+      offset += cell.length;
+    });
   }
 
   memory(): Uint8Array {
@@ -186,8 +273,8 @@ const pool = new Map<string, KernelInstance>();
 const POOL_MAX = 16;
 
 function takeKernel(
+  schema: CompiledSchema,
   key: string,
-  columns: readonly string[],
   eol: 'crlf' | 'lf',
   maxLine: number,
 ): KernelInstance {
@@ -196,7 +283,54 @@ function takeKernel(
     pool.delete(key);
     return idle;
   }
-  return new KernelInstance(key, columns, eol, maxLine);
+  return new KernelInstance(schema, key, eol, maxLine);
+}
+
+/** Compiled schemas, cached on the columns array a dataset passes with every request. */
+const compiled = new WeakMap<readonly (string | ColumnSpec)[], CompiledSchema>();
+
+function schemaOf(columns: readonly (string | ColumnSpec)[]): CompiledSchema {
+  let schema = compiled.get(columns);
+  if (schema === undefined) {
+    const specs = columns.map((c) => (typeof c === 'string' ? { name: c } : c));
+    schema = compileSchema(specs, (spec) => cellOf(spec.type ?? 'json', spec.defaultJson!));
+    compiled.set(columns, schema);
+  }
+  return schema;
+}
+
+export class CellError extends Error {
+  constructor(readonly reason: InvalidReason) {
+    super(reason);
+  }
+}
+
+/**
+ * The cell a column of type `type` writes for the JSON value `json`, by the kernel itself (so a
+ * default is written exactly as the same value in a line would be). Throws a CellError with the
+ * reason when the type does not accept it.
+ */
+export function cellOf(type: ColumnType, json: string): Buffer {
+  let reason: InvalidReason | undefined;
+  const t = new NdjsonCsvTransform(
+    { columns: [{ name: 'v', type }], eol: 'lf', maxLineBytes: 1 << 20 },
+    (_line, r) => (reason = r),
+  );
+  const out = Buffer.concat([t.push(Buffer.from(`{"v":${json}}\n`)), t.end()]);
+  if (reason !== undefined) throw new CellError(reason);
+  if (t.valid !== 1) throw new CellError('invalid_json');
+  return out.subarray(0, out.length - 1);
+}
+
+function metaValue(kind: string, meta: RowMeta): string {
+  if (kind === 'request_id') return meta.requestId;
+  if (kind === 'node') return meta.node;
+  return meta.receivedAt.toISOString().slice(0, 23).replace('T', ' ');
+}
+
+/** RFC 4180 quoting, as the kernel does it (SPEC §5). */
+export function csvCell(text: string): string {
+  return /[,"\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
 }
 
 function giveBack(kernel: KernelInstance): void {
@@ -224,9 +358,10 @@ export class NdjsonCsvTransform {
 
   private readonly maxLineBytes: number;
   private readonly onInvalid: InvalidLineListener | undefined;
-  private readonly columns: readonly string[];
+  private readonly schema: CompiledSchema;
   private readonly eol: 'crlf' | 'lf';
   private readonly kernelKey: string;
+  private readonly meta: RowMeta | undefined;
   private ended = false;
 
   // Output: CSV bytes produced by the current push.
@@ -248,18 +383,15 @@ export class NdjsonCsvTransform {
   private head: Buffer | null = null;
 
   constructor(options: TransformOptions, onInvalid?: InvalidLineListener) {
-    if (options.columns.length === 0) throw new Error('at least one column is required');
-    if (options.columns.length > 1024) throw new Error('at most 1024 columns');
-    if (Buffer.byteLength(options.columns.join('')) > 60000)
-      throw new Error('column names too long');
     if (!(options.maxLineBytes > 0) || options.maxLineBytes > 2 ** 30) {
       throw new Error('maxLineBytes must be between 1 and 2^30');
     }
     this.maxLineBytes = options.maxLineBytes;
     this.onInvalid = onInvalid;
-    this.columns = options.columns;
+    this.schema = schemaOf(options.columns);
     this.eol = options.eol;
-    this.kernelKey = `${options.eol}\u0000${options.maxLineBytes}\u0000${options.columns.join('\u0000')}`;
+    this.meta = options.meta;
+    this.kernelKey = `${options.eol}\u0000${options.maxLineBytes}\u0000${this.schema.key}`;
   }
 
   /** Records counted so far: valid + invalid (blank lines are not records). */
@@ -429,7 +561,7 @@ export class NdjsonCsvTransform {
 
   private scanPiece(buf: Buffer, start: number, end: number): void {
     if (this.ended) throw new Error('the transform has ended');
-    const kernel = takeKernel(this.kernelKey, this.columns, this.eol, this.maxLineBytes);
+    const kernel = takeKernel(this.schema, this.kernelKey, this.eol, this.maxLineBytes);
     try {
       this.scanWith(kernel, buf, start, end);
     } finally {
@@ -445,9 +577,11 @@ export class NdjsonCsvTransform {
     kernel.memory().set(buf.subarray(start, end), inPtr);
     // One native UTF-8 check for all the lines; a region that fails is checked per line.
     const knownUtf8 = isUtf8(buf.subarray(start, end)) ? 1 : 0;
+    kernel.useMeta(this.meta);
     let pos = inPtr;
     const stop = inPtr + length;
     while (pos < stop) {
+      k.setLineBase(this.lines);
       const next = k.scan(pos, stop, knownUtf8) >>> 0;
       const produced = k.outLength.value as number;
       const lines = k.linesScanned.value as number;
@@ -459,11 +593,13 @@ export class NdjsonCsvTransform {
           const at = (kernel.invalidPtr >> 2) + e * 4;
           const from = start + (ints[at + 1] - inPtr);
           const to = start + (ints[at + 2] - inPtr);
-          const reason = REASONS[ints[at + 3]];
+          const code = ints[at + 3];
+          const reason = REASONS[code & 0xff];
+          const column = code >> 8 > 0 ? this.schema.columns[(code >> 8) - 1].name : undefined;
           const line = this.lines + ints[at] + 1;
           const shown = reason === 'line_too_long' ? from + this.maxLineBytes : to;
           this.invalid++;
-          this.onInvalid?.(line, reason, Buffer.from(buf.subarray(from, shown)), to - from);
+          this.onInvalid?.(line, reason, Buffer.from(buf.subarray(from, shown)), to - from, column);
         }
       }
       this.lines += lines;
@@ -498,7 +634,7 @@ export class NdjsonCsvTransform {
     lineBytes: number,
   ): void {
     this.invalid++;
-    this.onInvalid?.(this.lines, reason, Buffer.from(buf.subarray(from, to)), lineBytes);
+    this.onInvalid?.(this.lines, reason, Buffer.from(buf.subarray(from, to)), lineBytes, undefined);
   }
 }
 

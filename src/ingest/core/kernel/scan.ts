@@ -16,23 +16,45 @@ const WS: usize = 1536; // space, tab, CR
 const HEX: usize = 1792; // value or 255
 const SIMPLE_ESCAPE: usize = 2048; // byte after '\' -> byte it stands for, 0 = none
 const EOL: usize = 2304; // up to 2 bytes
-const CELL_KIND: usize = 4096; // u8 per column
-const CELL_START: usize = 8192; // i32 per column
-const CELL_END: usize = 16384; // i32 per column
-const COLUMN_NAME_PTR: usize = 24576; // i32 per column
-const COLUMN_NAME_LEN: usize = 32768; // i32 per column
-const COLUMN_NAMES: usize = 40960; // name bytes (up to 64 KiB)
+const FLOAT_LIMIT: usize = 2560; // the 309 digits of 2^1024 - 2^970 (set by the wrapper)
+// Value slots: what a path found in the current line.
+const CELL_KIND: usize = 4096; // u8 per slot
+const CELL_START: usize = 8192; // i32 per slot
+const CELL_END: usize = 16384; // i32 per slot
+// Path entries (one step of a path; a node's entries are contiguous): the key bytes.
+const ENTRY_KEY_PTR: usize = 24576; // i32 per entry
+const ENTRY_KEY_LEN: usize = 32768; // i32 per entry
+const KEY_BYTES: usize = 40960; // key bytes (up to 64 KiB)
 const SHAPE_SLOTS: i32 = 64;
 // Per slot, one u32: bits 0-8 the learned key's length (0 = none), bit 9 set when it ends with
-// the colon, bits 10-31 the column + 1 (0 = not kept). A learned key is the member's source text
-// from its opening quote, or after the first member from the comma before it (so one compare
-// also checks the separator), to its closing quote or the colon right after it.
+// the colon, bits 10-31 the root entry + 1 (0 = not on any path). A learned key is the member's
+// source text from its opening quote, or after the first member from the comma before it (so one
+// compare also checks the separator), to its closing quote or the colon right after it.
 const SHAPE_META: usize = 106496;
 const SHAPE_KEYS: usize = 110592; // 64 slots x 256 bytes
 const TAIL_MASK: usize = 107520; // 17 x 16 bytes: the first r bytes 0xff
 const SHAPE_KEY_MAX: i32 = 248;
-export const DYNAMIC_BASE: usize = 131072;
+// Path entries, continued.
+const ENTRY_SLOT: usize = 131072; // i32 per entry: value slot, or -1
+const ENTRY_CHILD: usize = 139264; // i32 per entry: node of the steps below it, or -1
+const ENTRY_INDEX: usize = 147456; // i32 per entry: array index, or -1 for a key step
+// Nodes (node 0 is the line's object): entries [first, first + count); their subtree's value
+// slots are [lo, hi) (cleared when the member is met again: the last duplicate wins).
+const NODE_FIRST: usize = 155648;
+const NODE_COUNT: usize = 159744;
+const NODE_LO: usize = 163840;
+const NODE_HI: usize = 167936;
+// Columns.
+const COL_TYPE: usize = 172032; // i32 per column (T_* below)
+const COL_SLOT: usize = 176128; // i32 per column
+const COL_FLAGS: usize = 180224; // i32 per column: F_* below
+const COL_FIXED_PTR: usize = 184320; // i32 per column: the default's cell, or a meta value
+const COL_FIXED_LEN: usize = 188416; // i32 per column
+const FIXED_BYTES: usize = 192512; // defaults and meta values, written as cells (64 KiB)
+export const DYNAMIC_BASE: usize = 262144;
 
+const MAX_ENTRIES: i32 = 2048;
+const MAX_NODES: i32 = 1024;
 const MAX_COLUMNS: i32 = 1024;
 /** Room kept free at the end of the output area: copySpan writes up to 16 bytes past a cell. */
 const ROW_SLACK: i32 = 32;
@@ -52,14 +74,41 @@ export const INVALID_UTF8: i32 = 2;
 export const NOT_OBJECT: i32 = 3;
 export const INVALID_UNICODE: i32 = 4;
 export const LINE_TOO_LONG: i32 = 5;
+export const TYPE_MISMATCH: i32 = 6;
+export const MISSING_VALUE: i32 = 7;
 const BLANK: i32 = -1;
 const BAD: i32 = -2;
 const NOT_OBJ: i32 = -3;
 
+// Column types (the wrapper uses the same numbers).
+const T_JSON: i32 = 0;
+const T_STRING: i32 = 1;
+const T_INT: i32 = 2;
+const T_FLOAT: i32 = 3;
+const T_BOOL: i32 = 4;
+const T_DATE: i32 = 5;
+const T_DATETIME: i32 = 6;
+/** A cell fixed for the request or the dataset (request_id, received_at, node): COL_FIXED_*. */
+const T_FIXED: i32 = 7;
+/** The line's physical number. */
+const T_LINE: i32 = 8;
+// Column flags.
+const F_NOT_NULL: i32 = 1;
+const F_DEFAULT: i32 = 2;
+
 // Configuration.
 let columnCount: i32 = 0;
+let slotCount: i32 = 0;
 let eolLength: i32 = 2;
 let maxLineBytes: i32 = 1048576;
+/** Most columns one byte of a line can be written by (1 unless paths share or nest). */
+let spanFactor: i32 = 1;
+/** Bytes a row may take beyond its cells' spans (defaults, meta values, datetimes, quotes). */
+let fixedBound: i32 = 0;
+/** Physical lines before this scan (for `line` columns). */
+let lineBase: i32 = 0;
+/** Every column is a `json` path column: the row is written without looking at types. */
+let plainColumns: bool = true;
 
 // Dynamic layout, set by `layout`.
 let outPtr: usize = 0;
@@ -79,9 +128,12 @@ export let linesScanned: i32 = 0;
 // Scan state.
 let strEscaped: bool = false;
 let strComma: bool = false;
+/** Why writeRow refused the row, and the column (reported as reason | (column + 1) << 8). */
+let rowReason: i32 = 0;
 
-export function init(columns: i32, eolLf: bool, maxLine: i32): void {
+export function init(columns: i32, slots: i32, eolLf: bool, maxLine: i32): void {
   columnCount = columns < MAX_COLUMNS ? columns : MAX_COLUMNS;
+  slotCount = slots < MAX_COLUMNS ? slots : MAX_COLUMNS;
   maxLineBytes = maxLine;
   if (eolLf) {
     eolLength = 1;
@@ -115,14 +167,72 @@ export function init(columns: i32, eolLf: bool, maxLine: i32): void {
   }
 }
 
-/** Column names: the wrapper writes the bytes at `namesPtr()` and declares each one. */
-export function namesPtr(): usize {
-  return COLUMN_NAMES;
+/** Where the wrapper writes key bytes (setEntry offsets are relative to it). */
+export function keysPtr(): usize {
+  return KEY_BYTES;
 }
 
-export function setColumn(index: i32, offset: i32, length: i32): void {
-  store<i32>(COLUMN_NAME_PTR + (<usize>index << 2), <i32>COLUMN_NAMES + offset);
-  store<i32>(COLUMN_NAME_LEN + (<usize>index << 2), length);
+/** Where the wrapper writes fixed cells (setColumn offsets are relative to it). */
+export function fixedPtr(): usize {
+  return FIXED_BYTES;
+}
+
+export function floatLimitPtr(): usize {
+  return FLOAT_LIMIT;
+}
+
+/** One step: a key (keyOffset, keyLength) or an array index (index >= 0). */
+export function setEntry(
+  entry: i32,
+  keyOffset: i32,
+  keyLength: i32,
+  index: i32,
+  slot: i32,
+  child: i32,
+): void {
+  if (entry >= MAX_ENTRIES) return;
+  const off = <usize>entry << 2;
+  store<i32>(ENTRY_KEY_PTR + off, <i32>KEY_BYTES + keyOffset);
+  store<i32>(ENTRY_KEY_LEN + off, keyLength);
+  store<i32>(ENTRY_INDEX + off, index);
+  store<i32>(ENTRY_SLOT + off, slot);
+  store<i32>(ENTRY_CHILD + off, child);
+}
+
+export function setNode(node: i32, first: i32, count: i32, lo: i32, hi: i32): void {
+  if (node >= MAX_NODES) return;
+  const off = <usize>node << 2;
+  store<i32>(NODE_FIRST + off, first);
+  store<i32>(NODE_COUNT + off, count);
+  store<i32>(NODE_LO + off, lo);
+  store<i32>(NODE_HI + off, hi);
+}
+
+export function setColumn(
+  column: i32,
+  type: i32,
+  slot: i32,
+  flags: i32,
+  fixedOffset: i32,
+  fixedLength: i32,
+): void {
+  if (column >= MAX_COLUMNS) return;
+  const off = <usize>column << 2;
+  store<i32>(COL_TYPE + off, type);
+  store<i32>(COL_SLOT + off, slot);
+  store<i32>(COL_FLAGS + off, flags);
+  store<i32>(COL_FIXED_PTR + off, <i32>FIXED_BYTES + fixedOffset);
+  store<i32>(COL_FIXED_LEN + off, fixedLength);
+  if (type != T_JSON || slot != column || flags != 0) plainColumns = false;
+}
+
+export function setBounds(factor: i32, fixed: i32): void {
+  spanFactor = factor;
+  fixedBound = fixed;
+}
+
+export function setLineBase(lines: i32): void {
+  lineBase = lines;
 }
 
 export function layout(
@@ -203,7 +313,7 @@ export function scan(start: usize, end: usize, knownUtf8: bool): usize {
         } else if (w == 0) {
           outLength = outMark;
           linesScanned++;
-          record(linesScanned - 1, pos, cut, INVALID_UNICODE);
+          record(linesScanned - 1, pos, cut, rowReason);
         } else {
           outLength = outMark;
           return pos; // output full: the wrapper drains it and calls again from here
@@ -305,7 +415,7 @@ function scanLine(start: usize): i32 {
     p = skipWs(q);
     return load<u8>(p) == 0x0a ? NOT_OBJ : BAD;
   }
-  for (let k: i32 = 0; k < columnCount; k += 8) store<u64>(CELL_KIND + <usize>k, 0);
+  for (let k: i32 = 0; k < slotCount; k += 8) store<u64>(CELL_KIND + <usize>k, 0);
   p = skipWs(p + 1);
   if (load<u8>(p) == 0x7d) {
     p++;
@@ -315,7 +425,7 @@ function scanLine(start: usize): i32 {
     // `for (;;)` left by `break` from a nested `if` as unreachable.)
     let members = true;
     while (members) {
-      let column: i32 = -1;
+      let entry: i32 = -1;
       let matched = false;
       if (slot < SHAPE_SLOTS) {
         // The learned key runs from its opening quote (from the comma before it, after the first
@@ -325,7 +435,7 @@ function scanLine(start: usize): i32 {
         if (len != 0 && keyEquals(p, SHAPE_KEYS + (<usize>slot << 8), len)) {
           matched = true;
           p += <usize>len;
-          column = <i32>(meta >> 10) - 1;
+          entry = <i32>(meta >> 10) - 1;
           if ((meta & 0x200) == 0) {
             p = skipWs(p);
             if (load<u8>(p) != 0x3a) return BAD;
@@ -357,8 +467,8 @@ function scanLine(start: usize): i32 {
         const q = scanString(p);
         if (q == 0) return BAD;
         p = q;
-        column = keyColumn(keyStart, p - 1);
-        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(from, p, column, slot);
+        entry = keyEntry(0, keyStart, p - 1);
+        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(from, p, entry, slot);
         p = skipWs(p);
         if (load<u8>(p) != 0x3a) return BAD;
         p++;
@@ -369,45 +479,153 @@ function scanLine(start: usize): i32 {
         p = skipWs(p);
         c = <u32>load<u8>(p);
       }
+      // The value slot this member fills, and the node of the paths that go on below it.
+      let cell: i32 = -1;
+      let child: i32 = -1;
+      if (entry >= 0) {
+        cell = load<i32>(ENTRY_SLOT + (<usize>entry << 2));
+        child = load<i32>(ENTRY_CHILD + (<usize>entry << 2));
+        if (child >= 0) clearSubtree(child);
+      }
       const valueStart = p;
       if (c == 0x22) {
         const q = scanStringAt(p + 1);
         if (q == 0) return BAD;
         p = q;
-        if (column >= 0) {
-          const off = <usize>column << 2;
+        if (cell >= 0) {
+          const off = <usize>cell << 2;
           store<i32>(CELL_START + off, <i32>(valueStart + 1));
           store<i32>(CELL_END + off, <i32>(p - 1));
           store<u8>(
-            CELL_KIND + <usize>column,
+            CELL_KIND + <usize>cell,
             strEscaped ? CELL_ESCAPED : strComma ? CELL_PLAIN_QUOTED : CELL_PLAIN,
           );
         }
       } else if (c == 0x7b || c == 0x5b) {
-        const q = scanValue(p);
+        const q = child >= 0 ? scanNode(p, child) : scanValue(p);
         if (q == 0) return BAD;
         p = q;
-        if (column >= 0) {
-          const off = <usize>column << 2;
+        if (cell >= 0) {
+          const off = <usize>cell << 2;
           store<i32>(CELL_START + off, <i32>valueStart);
           store<i32>(CELL_END + off, <i32>p);
-          store<u8>(CELL_KIND + <usize>column, CELL_NESTED);
+          store<u8>(CELL_KIND + <usize>cell, CELL_NESTED);
         }
       } else {
         const q = scanScalar(p);
         if (q == 0) return BAD;
         p = q;
-        if (column >= 0) {
-          const off = <usize>column << 2;
+        if (cell >= 0) {
+          const off = <usize>cell << 2;
           store<i32>(CELL_START + off, <i32>valueStart);
           store<i32>(CELL_END + off, <i32>p);
-          store<u8>(CELL_KIND + <usize>column, c == 0x6e ? CELL_EMPTY : CELL_RAW);
+          store<u8>(CELL_KIND + <usize>cell, c == 0x6e ? CELL_EMPTY : CELL_RAW);
         }
       }
     }
   }
   p = skipWs(p);
   return load<u8>(p) == 0x0a ? <i32>p : BAD;
+}
+
+/** A member on a path was met (again): what an earlier one left below it is gone. */
+function clearSubtree(node: i32): void {
+  const off = <usize>node << 2;
+  const hi = load<i32>(NODE_HI + off);
+  for (let k = load<i32>(NODE_LO + off); k < hi; k++) store<u8>(CELL_KIND + <usize>k, CELL_EMPTY);
+}
+
+/**
+ * Scans the object or array at p (on a path: some of its members or elements are kept), filling
+ * the value slots of `node`'s entries. Returns the position after it, or 0. Recursion only follows
+ * paths, so it is as deep as the longest path; other nested values go through scanValue.
+ */
+function scanNode(p: usize, node: i32): usize {
+  const open = load<u8>(p);
+  p = skipWs(p + 1);
+  if (open == 0x7b) {
+    if (load<u8>(p) == 0x7d) return p + 1;
+    for (;;) {
+      if (load<u8>(p) != 0x22) return 0;
+      const keyStart = p + 1;
+      const q = scanString(keyStart);
+      if (q == 0) return 0;
+      const entry = keyEntry(node, keyStart, q - 1);
+      p = skipWs(q);
+      if (load<u8>(p) != 0x3a) return 0;
+      p = scanMember(skipWs(p + 1), entry);
+      if (p == 0) return 0;
+      p = skipWs(p);
+      const c = load<u8>(p);
+      if (c == 0x7d) return p + 1;
+      if (c != 0x2c) return 0;
+      p = skipWs(p + 1);
+    }
+  }
+  if (load<u8>(p) == 0x5d) return p + 1;
+  let index: i32 = 0;
+  for (;;) {
+    p = scanMember(p, indexEntry(node, index));
+    if (p == 0) return 0;
+    p = skipWs(p);
+    const c = load<u8>(p);
+    if (c == 0x5d) return p + 1;
+    if (c != 0x2c) return 0;
+    p = skipWs(p + 1);
+    index++;
+  }
+  return 0;
+}
+
+/** The value at p of a member or element whose path entry is `entry` (-1: none). */
+function scanMember(p: usize, entry: i32): usize {
+  let cell: i32 = -1;
+  let child: i32 = -1;
+  if (entry >= 0) {
+    cell = load<i32>(ENTRY_SLOT + (<usize>entry << 2));
+    child = load<i32>(ENTRY_CHILD + (<usize>entry << 2));
+    if (child >= 0) clearSubtree(child);
+  }
+  const c = <u32>load<u8>(p);
+  let q: usize;
+  let kind: u8;
+  let from = p;
+  let to: usize;
+  if (c == 0x22) {
+    q = scanStringAt(p + 1);
+    if (q == 0) return 0;
+    from = p + 1;
+    to = q - 1;
+    kind = strEscaped ? CELL_ESCAPED : strComma ? CELL_PLAIN_QUOTED : CELL_PLAIN;
+  } else if (c == 0x7b || c == 0x5b) {
+    q = child >= 0 ? scanNode(p, child) : scanValue(p);
+    if (q == 0) return 0;
+    to = q;
+    kind = CELL_NESTED;
+  } else {
+    q = scanScalar(p);
+    if (q == 0) return 0;
+    to = q;
+    kind = c == 0x6e ? CELL_EMPTY : CELL_RAW;
+  }
+  if (cell >= 0) {
+    const off = <usize>cell << 2;
+    store<i32>(CELL_START + off, <i32>from);
+    store<i32>(CELL_END + off, <i32>to);
+    store<u8>(CELL_KIND + <usize>cell, kind);
+  }
+  return q;
+}
+
+/** The entry of `node` for array index `index`, or -1. */
+function indexEntry(node: i32, index: i32): i32 {
+  const off = <usize>node << 2;
+  const first = load<i32>(NODE_FIRST + off);
+  const end = first + load<i32>(NODE_COUNT + off);
+  for (let e = first; e < end; e++) {
+    if (load<i32>(ENTRY_INDEX + (<usize>e << 2)) == index) return e;
+  }
+  return -1;
 }
 
 /**
@@ -438,7 +656,7 @@ function scanLine(start: usize): i32 {
   return !v128.any_true(v128.and(diff, v128.load(TAIL_MASK + (<usize>(len - k) << 4))));
 }
 
-function learnKey(start: usize, end: usize, column: i32, slot: i32): void {
+function learnKey(start: usize, end: usize, entry: i32, slot: i32): void {
   let colon: u32 = 0;
   if (load<u8>(end) == 0x3a) {
     end++;
@@ -451,7 +669,7 @@ function learnKey(start: usize, end: usize, column: i32, slot: i32): void {
     return;
   }
   memory.copy(SHAPE_KEYS + (<usize>slot << 8), start, <usize>len);
-  store<u32>(metaAt, <u32>len | colon | (<u32>(column + 1) << 10));
+  store<u32>(metaAt, <u32>len | colon | (<u32>(entry + 1) << 10));
 }
 
 /**
@@ -636,18 +854,21 @@ function scanMemberKey(p: usize): usize {
   return skipWs(p + 1);
 }
 
-/** Column of the key [start, end) (between the quotes), or -1. */
-function keyColumn(start: usize, end: usize): i32 {
+/** The key step of `node` for the key [start, end) (between the quotes), or -1. */
+function keyEntry(node: i32, start: usize, end: usize): i32 {
   let key = start;
   let length = <i32>(end - start);
   if (strEscaped) {
     length = unescapeInto(start, end, false);
     key = scratchPtr;
   }
-  for (let c: i32 = 0; c < columnCount; c++) {
-    const off = <usize>c << 2;
-    if (load<i32>(COLUMN_NAME_LEN + off) != length) continue;
-    if (memory.compare(key, <usize>load<i32>(COLUMN_NAME_PTR + off), <usize>length) == 0) return c;
+  const nodeOff = <usize>node << 2;
+  const first = load<i32>(NODE_FIRST + nodeOff);
+  const last = first + load<i32>(NODE_COUNT + nodeOff);
+  for (let e: i32 = first; e < last; e++) {
+    const off = <usize>e << 2;
+    if (load<i32>(ENTRY_KEY_LEN + off) != length || load<i32>(ENTRY_INDEX + off) >= 0) continue;
+    if (memory.compare(key, <usize>load<i32>(ENTRY_KEY_PTR + off), <usize>length) == 0) return e;
   }
   return -1;
 }
@@ -737,50 +958,389 @@ function unescapeInto(start: usize, end: usize, strict: bool): i32 {
   for (let k: usize = 0; k < n; k += 8) store<u64>(o + k, load<u64>(s + k));
 }
 
-/** Writes the row of the current line: 1 written, 0 lone surrogate, -1 output full. */
+/**
+ * Writes the row of the current line: 1 written, 0 refused (rowReason says why and for which
+ * column), -1 output full.
+ */
 function writeRow(lineBytes: i32): i32 {
   // Every cell is a span of the line and grows to at most 2× plus its quotes and comma (quotes
-  // doubled; unescaping never lengthens), so this bound holds without looking at the cells. Only
-  // near the end of the output area are they measured. (i64: a line may be up to 2^30 bytes.)
-  const bound = <i64>outLength + 2 * <i64>lineBytes + <i64>(3 * columnCount + eolLength + ROW_SLACK);
+  // doubled; unescaping never lengthens), so this bound holds without looking at the cells; a
+  // byte is written by at most spanFactor columns, and defaults, meta values and datetimes are at
+  // most fixedBound bytes. Only near the end of the output area are cells measured. (i64: a line
+  // may be up to 2^30 bytes.)
+  const bound =
+    <i64>outLength +
+    2 * <i64>spanFactor * <i64>lineBytes +
+    <i64>(3 * columnCount + eolLength + ROW_SLACK + fixedBound);
   if (bound > <i64>outCap) {
-    let need: i32 = eolLength;
+    let need: i64 = <i64>(eolLength + fixedBound);
     for (let c: i32 = 0; c < columnCount; c++) {
-      const off = <usize>c << 2;
-      need += load<u8>(CELL_KIND + <usize>c) != CELL_EMPTY
-        ? 2 * (load<i32>(CELL_END + off) - load<i32>(CELL_START + off)) + 3
-        : 1;
+      const cell = load<i32>(COL_SLOT + (<usize>c << 2));
+      const off = <usize>cell << 2;
+      need +=
+        cell >= 0 && load<u8>(CELL_KIND + <usize>cell) != CELL_EMPTY
+          ? <i64>(2 * (load<i32>(CELL_END + off) - load<i32>(CELL_START + off)) + 3)
+          : 1;
     }
-    if (outLength + need + ROW_SLACK > outCap) return -1;
+    if (<i64>outLength + need + ROW_SLACK > <i64>outCap) return -1;
   }
   let o: usize = outPtr + <usize>outLength;
-  for (let c: i32 = 0; c < columnCount; c++) {
-    if (c > 0) store<u8>(o++, 0x2c);
-    const kind = load<u8>(CELL_KIND + <usize>c);
-    if (kind == CELL_EMPTY) continue;
-    const off = <usize>c << 2;
-    const s = <usize>load<i32>(CELL_START + off);
-    const e = <usize>load<i32>(CELL_END + off);
-    if (kind == CELL_RAW || kind == CELL_PLAIN) {
-      copySpan(o, s, e - s);
-      o += e - s;
-    } else if (kind == CELL_PLAIN_QUOTED) {
-      store<u8>(o++, 0x22);
-      copySpan(o, s, e - s);
-      o += e - s;
-      store<u8>(o++, 0x22);
-    } else if (kind == CELL_NESTED) {
-      o = writeQuotedIfNeeded(s, e, o);
-    } else {
-      const n = unescapeInto(s, e, true);
-      if (n < 0) return 0;
-      o = writeQuotedIfNeeded(scratchPtr, scratchPtr + <usize>n, o);
+  if (plainColumns) {
+    // Top-level fields as they are (no datasets file): the loop of the original service.
+    for (let c: i32 = 0; c < columnCount; c++) {
+      if (c > 0) store<u8>(o++, 0x2c);
+      const kind = load<u8>(CELL_KIND + <usize>c);
+      if (kind == CELL_EMPTY) continue;
+      const off = <usize>c << 2;
+      o = writeJsonCell(o, kind, <usize>load<i32>(CELL_START + off), <usize>load<i32>(CELL_END + off));
+      if (o == 0) return refuse(INVALID_UNICODE, c);
+    }
+  } else {
+    for (let c: i32 = 0; c < columnCount; c++) {
+      if (c > 0) store<u8>(o++, 0x2c);
+      o = writeTypedCell(o, c);
+      if (o == 0) return 0;
     }
   }
   store<u8>(o++, load<u8>(EOL));
   if (eolLength == 2) store<u8>(o++, load<u8>(EOL + 1));
   outLength = <i32>(o - outPtr);
   return 1;
+}
+
+@inline function refuse(reason: i32, column: i32): i32 {
+  rowReason = reason | ((column + 1) << 8);
+  return 0;
+}
+
+/** A `json` cell of a present value (SPEC §5). Returns the output position, or 0 (lone surrogate). */
+@inline function writeJsonCell(o: usize, kind: u8, s: usize, e: usize): usize {
+  if (kind == CELL_RAW || kind == CELL_PLAIN) {
+    copySpan(o, s, e - s);
+    return o + (e - s);
+  }
+  if (kind == CELL_PLAIN_QUOTED) {
+    store<u8>(o++, 0x22);
+    copySpan(o, s, e - s);
+    o += e - s;
+    store<u8>(o++, 0x22);
+    return o;
+  }
+  if (kind == CELL_NESTED) return writeQuotedIfNeeded(s, e, o);
+  const n = unescapeInto(s, e, true);
+  if (n < 0) return 0;
+  return writeQuotedIfNeeded(scratchPtr, scratchPtr + <usize>n, o);
+}
+
+/** Column c of a dataset with types, defaults or meta columns (SPEC §8). 0: refused. */
+function writeTypedCell(o: usize, c: i32): usize {
+  const off = <usize>c << 2;
+  const type = load<i32>(COL_TYPE + off);
+  if (type == T_FIXED) return copyFixed(o, off);
+  if (type == T_LINE) return writeDecimal(o, <u64>(lineBase + linesScanned + 1));
+  const cell = load<i32>(COL_SLOT + off);
+  const kind = load<u8>(CELL_KIND + <usize>cell);
+  if (kind == CELL_EMPTY) {
+    const flags = load<i32>(COL_FLAGS + off);
+    if ((flags & F_DEFAULT) != 0) return copyFixed(o, off);
+    if ((flags & F_NOT_NULL) != 0) return <usize>refuse(MISSING_VALUE, c);
+    return o;
+  }
+  const s = <usize>load<i32>(CELL_START + (<usize>cell << 2));
+  const e = <usize>load<i32>(CELL_END + (<usize>cell << 2));
+  const isString = kind == CELL_PLAIN || kind == CELL_PLAIN_QUOTED || kind == CELL_ESCAPED;
+  if (type == T_JSON || type == T_STRING) {
+    if (type == T_STRING && !isString) return <usize>refuse(TYPE_MISMATCH, c);
+    const q = writeJsonCell(o, kind, s, e);
+    return q == 0 ? <usize>refuse(INVALID_UNICODE, c) : q;
+  }
+  if (type == T_INT) {
+    if (kind != CELL_RAW || !isInt(s, e)) return <usize>refuse(TYPE_MISMATCH, c);
+    copySpan(o, s, e - s);
+    return o + (e - s);
+  }
+  if (type == T_FLOAT) {
+    const first = load<u8>(s);
+    if (kind != CELL_RAW || first == 0x74 || first == 0x66 || !finiteFloat(s, e)) {
+      return <usize>refuse(TYPE_MISMATCH, c);
+    }
+    copySpan(o, s, e - s);
+    return o + (e - s);
+  }
+  if (type == T_BOOL) {
+    const first = load<u8>(s);
+    if (kind != CELL_RAW || (first != 0x74 && first != 0x66)) return <usize>refuse(TYPE_MISMATCH, c);
+    copySpan(o, s, e - s);
+    return o + (e - s);
+  }
+  // date and datetime: strings judged after unescaping; datetime also takes Unix seconds.
+  if (type == T_DATETIME && kind == CELL_RAW) {
+    const seconds = unixSeconds(s, e);
+    if (seconds < 0) return <usize>refuse(TYPE_MISMATCH, c);
+    return writeDateTime(o, seconds, 0, 0);
+  }
+  if (!isString) return <usize>refuse(TYPE_MISMATCH, c);
+  let t = s;
+  let n = <i32>(e - s);
+  if (kind == CELL_ESCAPED) {
+    n = unescapeInto(s, e, false);
+    t = scratchPtr;
+  }
+  if (type == T_DATE) {
+    if (n != 10 || !isDate(t)) return <usize>refuse(TYPE_MISMATCH, c);
+    copySpan(o, t, 10);
+    return o + 10;
+  }
+  const q = parseDateTime(o, t, n);
+  return q == 0 ? <usize>refuse(TYPE_MISMATCH, c) : q;
+}
+
+@inline function copyFixed(o: usize, off: usize): usize {
+  const n = <usize>load<i32>(COL_FIXED_LEN + off);
+  memory.copy(o, <usize>load<i32>(COL_FIXED_PTR + off), n);
+  return o + n;
+}
+
+function writeDecimal(o: usize, v: u64): usize {
+  let digits: usize = 1;
+  for (let t = v; t >= 10; t /= 10) digits++;
+  let q = o + digits;
+  do {
+    q--;
+    store<u8>(q, <u8>(0x30 + <u32>(v % 10)));
+    v /= 10;
+  } while (v != 0);
+  return o + digits;
+}
+
+/** A JSON number (already validated) written -?(0|[1-9][0-9]*) within the signed 64-bit range. */
+function isInt(s: usize, e: usize): bool {
+  let p = s;
+  const negative = load<u8>(p) == 0x2d;
+  if (negative) p++;
+  for (let k = p; k < e; k++) if (<u32>load<u8>(k) - 0x30 >= 10) return false;
+  const n = e - p;
+  if (n < 19) return true;
+  if (n > 19) return false;
+  let v: u64 = 0;
+  for (let k = p; k < e; k++) v = v * 10 + <u64>(load<u8>(k) - 0x30);
+  return v <= (negative ? 9223372036854775808 : 9223372036854775807);
+}
+
+/**
+ * Whether a JSON number (already validated) rounds to a finite double: its magnitude is below
+ * 2^1024 - 2^970, the midpoint between the largest double and 2^1024 (a tie rounds to even, which
+ * is infinity). Decided on the decimal exponent, and on the digits only for values of 10^308 to
+ * 10^309.
+ */
+function finiteFloat(s: usize, e: usize): bool {
+  let p = s;
+  if (load<u8>(p) == 0x2d) p++;
+  const intStart = p;
+  while (p < e && <u32>load<u8>(p) - 0x30 < 10) p++;
+  const intEnd = p;
+  let fracStart = p;
+  let fracEnd = p;
+  if (p < e && load<u8>(p) == 0x2e) {
+    p++;
+    fracStart = p;
+    while (p < e && <u32>load<u8>(p) - 0x30 < 10) p++;
+    fracEnd = p;
+  }
+  let exponent: i64 = 0;
+  if (p < e) {
+    p++; // e or E
+    let negative = false;
+    const sign = load<u8>(p);
+    if (sign == 0x2b || sign == 0x2d) {
+      negative = sign == 0x2d;
+      p++;
+    }
+    while (p < e) {
+      exponent = exponent * 10 + <i64>(load<u8>(p) - 0x30);
+      if (exponent > 100000000) exponent = 100000000;
+      p++;
+    }
+    if (negative) exponent = -exponent;
+  }
+  // The decimal exponent of the first significant digit.
+  let first = intStart;
+  while (first < intEnd && load<u8>(first) == 0x30) first++;
+  let lead: i64;
+  if (first < intEnd) {
+    lead = <i64>(intEnd - first) - 1 + exponent;
+  } else {
+    first = fracStart;
+    while (first < fracEnd && load<u8>(first) == 0x30) first++;
+    if (first == fracEnd) return true; // zero
+    lead = -<i64>(first - fracStart + 1) + exponent;
+  }
+  if (lead < 308) return true;
+  if (lead > 308) return false;
+  // Compare the significant digits with the limit's 309, digit by digit.
+  let q = first;
+  for (let i: usize = 0; i < 309; i++) {
+    if (q == intEnd) q = fracStart;
+    const limit = load<u8>(FLOAT_LIMIT + i);
+    if (q >= fracEnd || (q >= intEnd && q < fracStart)) return true; // digits ran out: below
+    const d = load<u8>(q);
+    if (d != limit) return d < limit;
+    q++;
+  }
+  return false; // equal to the limit, or above it
+}
+
+function daysInMonth(y: i32, m: i32): i32 {
+  if (m == 2) return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 ? 29 : 28;
+  return m == 4 || m == 6 || m == 9 || m == 11 ? 30 : 31;
+}
+
+@inline function digit(p: usize): i32 {
+  return <i32>load<u8>(p) - 0x30;
+}
+
+/** Two digits at p, or -1. */
+function two(p: usize): i32 {
+  const a = digit(p);
+  const b = digit(p + 1);
+  if (<u32>a >= 10 || <u32>b >= 10) return -1;
+  return a * 10 + b;
+}
+
+/** `YYYY-MM-DD` at p, a real date of years 0001–9999. */
+function isDate(p: usize): bool {
+  if (load<u8>(p + 4) != 0x2d || load<u8>(p + 7) != 0x2d) return false;
+  const hi = two(p);
+  const lo = two(p + 2);
+  const m = two(p + 5);
+  const d = two(p + 8);
+  if (hi < 0 || lo < 0 || m < 1 || m > 12 || d < 1) return false;
+  const y = hi * 100 + lo;
+  return y >= 1 && d <= daysInMonth(y, m);
+}
+
+/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil). */
+function daysFromCivil(y: i64, m: i64, d: i64): i64 {
+  if (m <= 2) y -= 1;
+  const era = (y >= 0 ? y : y - 399) / 400;
+  const yoe = y - era * 400;
+  const doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+  const doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+/**
+ * Writes `YYYY-MM-DD hh:mm:ss` (UTC) of `seconds` since the epoch, then `.` and the fraction
+ * digits [fraction, fractionEnd) if any. 0 when the year is outside 0001–9999.
+ */
+function writeDateTime(o: usize, seconds: i64, fraction: usize, fractionEnd: usize): usize {
+  let days = seconds / 86400;
+  let rest = seconds % 86400;
+  if (rest < 0) {
+    rest += 86400;
+    days--;
+  }
+  // civil_from_days
+  const z = days + 719468;
+  const era = (z >= 0 ? z : z - 146096) / 146097;
+  const doe = z - era * 146097;
+  const yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const mp = (5 * doy + 2) / 153;
+  const d = doy - (153 * mp + 2) / 5 + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  if (y < 1 || y > 9999) return 0;
+  put2(o, <i32>(y / 100));
+  put2(o + 2, <i32>(y % 100));
+  store<u8>(o + 4, 0x2d);
+  put2(o + 5, <i32>m);
+  store<u8>(o + 7, 0x2d);
+  put2(o + 8, <i32>d);
+  store<u8>(o + 10, 0x20);
+  put2(o + 11, <i32>(rest / 3600));
+  store<u8>(o + 13, 0x3a);
+  put2(o + 14, <i32>((rest / 60) % 60));
+  store<u8>(o + 16, 0x3a);
+  put2(o + 17, <i32>(rest % 60));
+  o += 19;
+  if (fractionEnd > fraction) {
+    store<u8>(o++, 0x2e);
+    memory.copy(o, fraction, fractionEnd - fraction);
+    o += fractionEnd - fraction;
+  }
+  return o;
+}
+
+@inline function put2(o: usize, v: i32): void {
+  store<u8>(o, <u8>(0x30 + v / 10));
+  store<u8>(o + 1, <u8>(0x30 + (v % 10)));
+}
+
+/** Unix seconds written as an int from 0 to 253402300799 (9999-12-31 23:59:59), or -1. */
+function unixSeconds(s: usize, e: usize): i64 {
+  let p = s;
+  const negative = load<u8>(p) == 0x2d;
+  if (negative) p++;
+  if (e - p > 12) return -1;
+  let v: i64 = 0;
+  for (let k = p; k < e; k++) {
+    const d = digit(k);
+    if (<u32>d >= 10) return -1;
+    v = v * 10 + <i64>d;
+  }
+  if (negative && v != 0) return -1;
+  return v <= 253402300799 ? v : -1;
+}
+
+/**
+ * A datetime string [p, p + n) (SPEC §8): writes its cell in UTC and returns the output
+ * position, or 0 when the type does not accept it.
+ */
+function parseDateTime(o: usize, p: usize, n: i32): usize {
+  if (n < 19 || !isDate(p)) return 0;
+  const sep = load<u8>(p + 10);
+  if (sep != 0x54 && sep != 0x20) return 0;
+  if (load<u8>(p + 13) != 0x3a || load<u8>(p + 16) != 0x3a) return 0;
+  const h = two(p + 11);
+  const mi = two(p + 14);
+  const sec = two(p + 17);
+  if (h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 59) return 0;
+  const end = p + <usize>n;
+  let q = p + 19;
+  let fraction: usize = 0;
+  let fractionEnd: usize = 0;
+  if (q < end && load<u8>(q) == 0x2e) {
+    q++;
+    fraction = q;
+    while (q < end && <u32>digit(q) < 10) q++;
+    fractionEnd = q;
+    const digits = fractionEnd - fraction;
+    if (digits < 1 || digits > 9) return 0;
+  }
+  let offset: i64 = 0;
+  if (q < end) {
+    const z = load<u8>(q);
+    if (z == 0x5a) {
+      q++;
+    } else if (z == 0x2b || z == 0x2d) {
+      if (end - q != 6 || load<u8>(q + 3) != 0x3a) return 0;
+      const oh = two(q + 1);
+      const om = two(q + 4);
+      if (oh < 0 || oh > 23 || om < 0 || om > 59) return 0;
+      offset = <i64>(oh * 60 + om) * 60;
+      if (z == 0x2d) offset = -offset;
+      q += 6;
+    } else {
+      return 0;
+    }
+  }
+  if (q != end) return 0;
+  const y = <i64>(two(p) * 100 + two(p + 2));
+  const days = daysFromCivil(y, <i64>two(p + 5), <i64>two(p + 8));
+  const seconds = days * 86400 + <i64>(h * 3600 + mi * 60 + sec) - offset;
+  // The fraction is copied from the input, which may be scratch: write it before it is reused.
+  return writeDateTime(o, seconds, fraction, fractionEnd);
 }
 
 /** RFC 4180: quoted only when it holds `,` `"` CR or LF; `"` doubled. */
