@@ -17,16 +17,19 @@ const REPEATS = 7;
 
 function record(m: IngestMetrics, i: number): void {
   // The same calls the service makes per request (IngestService, then IngestController).
-  m.recordIngest({
-    receivedBytes: 584480,
-    decodedBytes: 584480,
-    writtenBytes: 51648,
-    valid: 1600,
-    invalid: 0,
-    parseSeconds: 0.0004 + (i % 7) * 1e-5,
-    writeSeconds: 0.00008 + (i % 5) * 1e-6,
-  });
-  m.recordAnswer(200, 0.0015 + (i % 11) * 1e-5);
+  m.recordIngest(
+    {
+      receivedBytes: 584480,
+      decodedBytes: 584480,
+      writtenBytes: 51648,
+      valid: 1600,
+      invalid: 0,
+      parseSeconds: 0.0004 + (i % 7) * 1e-5,
+      writeSeconds: 0.00008 + (i % 5) * 1e-6,
+    },
+    'nyc_taxi',
+  );
+  m.recordAnswer(200, 0.0015 + (i % 11) * 1e-5, 'nyc_taxi');
 }
 
 function nsPerRequest(m: IngestMetrics): number {

@@ -2,8 +2,14 @@
  * Configuration from the environment (SPEC §2), validated once at start-up. A `.env` file in the
  * working directory may add variables; the environment wins over it.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { resolve } from 'node:path';
+import {
+  DatasetsFileError,
+  legacyDataset,
+  loadDatasetsFile,
+  type DatasetsDefinition,
+} from './datasets/datasets-file.js';
 
 export interface IngestConfig {
   port: number;
@@ -12,6 +18,14 @@ export interface IngestConfig {
   csvPrefix: string;
   csvColumns: string[];
   csvEol: 'crlf' | 'lf';
+  /** The datasets (DATASETS_FILE, SPEC §8), or the one of CSV_PREFIX/CSV_COLUMNS/CSV_EOL. */
+  datasets: DatasetsDefinition;
+  /** DATASETS_FILE as given (empty: none). */
+  datasetsFile: string;
+  /** NODE_NAME: in every file name when set (SPEC §6); empty: none. */
+  nodeName: string;
+  /** The `node` meta column: NODE_NAME, else the host name. */
+  nodeLabel: string;
   csvFsync: boolean;
   maxBodyBytes: number;
   maxDecodedBytes: number;
@@ -111,6 +125,23 @@ export function loadConfig(env: Env = process.env): IngestConfig {
       throw new ConfigError('INGEST_TOKENS', 'tokens must be printable ASCII without spaces');
     }
   }
+  const nodeName = text(env, 'NODE_NAME', '');
+  if (nodeName !== '' && !/^[A-Za-z0-9_.-]{1,64}$/.test(nodeName)) {
+    throw new ConfigError('NODE_NAME', 'must match [A-Za-z0-9_.-]{1,64}');
+  }
+  const datasetsFile = text(env, 'DATASETS_FILE', '');
+  let datasets: DatasetsDefinition;
+  if (datasetsFile === '') {
+    const only = legacyDataset(csvPrefix, csvColumns, eol);
+    datasets = { datasets: [only], defaultName: only.name };
+  } else {
+    try {
+      datasets = loadDatasetsFile(resolve(datasetsFile), eol);
+    } catch (err) {
+      if (!(err instanceof DatasetsFileError)) throw err;
+      throw new ConfigError('DATASETS_FILE', err.message.replace(/^DATASETS_FILE /, ''));
+    }
+  }
   return {
     port: integer(env, 'PORT', 8888, 0, 65535),
     host,
@@ -118,6 +149,10 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     csvPrefix,
     csvColumns,
     csvEol: eol,
+    datasets,
+    datasetsFile,
+    nodeName,
+    nodeLabel: nodeName === '' ? hostname() : nodeName,
     csvFsync: bool(env, 'CSV_FSYNC', false),
     maxBodyBytes: integer(env, 'MAX_BODY_BYTES', 104857600, 1, Number.MAX_SAFE_INTEGER),
     maxDecodedBytes: integer(env, 'MAX_DECODED_BYTES', 1073741824, 1, Number.MAX_SAFE_INTEGER),

@@ -11,7 +11,9 @@ export const ERRORS = {
     message: 'the client closed the connection before the body ended',
   },
   unauthorized: { status: 401, message: 'a valid "Authorization: Bearer <token>" is required' },
+  forbidden: { status: 403, message: 'this token may not append to this dataset' },
   not_found: { status: 404, message: 'no such route' },
+  unknown_dataset: { status: 404, message: 'no dataset of that name; nothing was written' },
   method_not_allowed: { status: 405, message: 'method not allowed on this route' },
   body_timeout: { status: 408, message: 'the request body was not received in time' },
   request_timeout: { status: 408, message: 'the request took longer than REQUEST_TIMEOUT_MS' },
@@ -75,10 +77,15 @@ export class IngestError extends Error {
 }
 
 /** The error answer body: `{"result":{"status":"error","error":{code,message},"request_id"}}`. */
-export function errorBody(code: string, message: string, requestId: string): string {
-  return JSON.stringify({
-    result: { status: 'error', error: { code, message }, request_id: requestId },
-  });
+export function errorBody(
+  code: string,
+  message: string,
+  requestId: string,
+  /** On `/v0/events`: Tinybird's top-level `error` too, which its SDKs read (SPEC §3). */
+  tinybird = false,
+): string {
+  const result = { status: 'error', error: { code, message }, request_id: requestId };
+  return JSON.stringify(tinybird ? { error: message, result } : { result });
 }
 
 /** Maps any thrown value to a catalogue error; unknown ones become `internal`. */

@@ -91,7 +91,13 @@ export function bodyPending(req: IncomingMessage): boolean {
  * Sends an error answer. `bodyUnread`: the request body was not read to its end, so the
  * connection closes after the answer (lingering, see `lingerClose`).
  */
-export function sendError(reply: FastifyReply, err: IngestError, bodyUnread: boolean): void {
+export function sendError(
+  reply: FastifyReply,
+  err: IngestError,
+  bodyUnread: boolean,
+  /** Add Tinybird's top-level `error` (on `/v0/events`). */
+  tinybird = false,
+): void {
   const requestId = String(reply.request.id);
   reply.code(err.status).headers(errorHeaders(err, requestId));
   if (bodyUnread) {
@@ -100,7 +106,7 @@ export function sendError(reply: FastifyReply, err: IngestError, bodyUnread: boo
     lingerClose(reply.raw);
     reply.request.raw.resume();
   }
-  reply.send(errorBody(err.code, err.message, requestId));
+  reply.send(errorBody(err.code, err.message, requestId, tinybird));
 }
 
 /**

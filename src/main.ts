@@ -18,7 +18,7 @@ import { ConnectionBalance } from './connection-balance.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config.js';
 import { errorBody } from './errors.js';
 import { markClosing, requestId } from './http-answers.js';
-import { INGEST_PATHS } from './ingest/ingest.controller.js';
+import { ingestTarget } from './ingest/ingest.controller.js';
 import { IngestService } from './ingest/ingest.service.js';
 import { installRequestGate } from './request-gate.js';
 import { tuneHeapGrowth } from './heap-tuning.js';
@@ -125,8 +125,11 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
   const ingest = app.get(IngestService);
   installRequestGate(app.getHttpServer() as HttpServer, {
     admitBeforeContinue(req: IncomingMessage) {
-      const path = (req.url ?? '/').split('?', 1)[0];
-      if (req.method === 'POST' && INGEST_PATHS.includes(path)) ingest.admit(req.headers);
+      if (req.method !== 'POST') return;
+      const target = ingestTarget(req.url ?? '/');
+      if (target === null) return;
+      if (target.dataset === '') ingest.datasets.refuseUnknown('', req.headers.authorization);
+      ingest.admit(req.headers, target.dataset);
     },
   });
   return app;

@@ -100,6 +100,13 @@ import { PendingBytes, writeFully } from './pending-bytes.js';
 export interface CommitterOptions {
   dir: string;
   prefix: string;
+  /** NODE_NAME: the day files are `${prefix}-YYYY-MM-DD.${node}.csv` (SPEC §6). */
+  node?: string;
+  /**
+   * The header row (with its eol): written by the commit that writes the first rows of a file, so
+   * a failed commit truncated back to zero takes it along (SPEC §8).
+   */
+  header?: Buffer;
   /** fdatasync the rows before a commit is acknowledged (group commit). */
   fsync: boolean;
   /**
@@ -224,7 +231,8 @@ export class CsvCommitter {
   private pathsFor(date: Date): { csv: string; quarantine: string } {
     const day = localDay(date);
     if (this.paths?.day !== day) {
-      const base = join(this.options.dir, `${this.options.prefix}-${day}`);
+      const node = this.options.node === undefined ? '' : `.${this.options.node}`;
+      const base = join(this.options.dir, `${this.options.prefix}-${day}${node}`);
       this.paths = { day, csv: `${base}.csv`, quarantine: `${base}.quarantine.ndjson` };
       // SPEC §6: a worker that commits to a new day's files lets go of the previous day's. The
       // CSV descriptor is swapped by reopenIfMoved; the quarantine one is reopened only when an
@@ -312,9 +320,14 @@ export class CsvCommitter {
         : null;
     const csvStart = fstatSync(csv.fd).size;
     const qStart = q === null ? 0 : fstatSync(q.fd).size;
+    const header = this.options.header;
     this.writeRecord(lock, pendingRecord(csv, csvStart, q, qStart));
     if (this.options.fsync) this.fileSync.fdatasyncSync(lock.fd);
     try {
+      if (header !== undefined && csvStart === 0 && rows.length > 0) {
+        writeFully(csv.fd, header);
+        result.csvBytes += header.length;
+      }
       rows.forEachPiece(PIECE_BYTES, (piece) => writeFully(csv.fd, piece));
       if (q !== null) quarantine.forEachPiece(PIECE_BYTES, (piece) => writeFully(q.fd, piece));
     } catch (err) {

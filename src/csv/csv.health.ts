@@ -62,18 +62,22 @@ export class CsvHealthIndicator {
    */
   commitRecord() {
     const check = this.health.check('commit_record');
-    const path = lockFilePath(this.config.csvDir, this.config.csvPrefix);
-    try {
-      const record = readCommitRecordFile(path);
-      if (record.state !== 'unreadable') return check.up({ path });
-      return check.down({
-        path,
-        message:
-          `the commit record is unreadable (${record.reason}): ${JSON.stringify(record.text)}; ` +
-          `ingest is stopped until it is repaired (README, Durability)`,
-      });
-    } catch (err) {
-      return check.down({ path, message: (err as Error).message });
+    const paths = this.config.datasets.datasets.map((d) => lockFilePath(this.config.csvDir, d.prefix));
+    for (const path of paths) {
+      try {
+        const record = readCommitRecordFile(path);
+        if (record.state === 'unreadable') {
+          return check.down({
+            path,
+            message:
+              `the commit record is unreadable (${record.reason}): ${JSON.stringify(record.text)}; ` +
+              `ingest is stopped until it is repaired (README, Durability)`,
+          });
+        }
+      } catch (err) {
+        return check.down({ path, message: (err as Error).message });
+      }
     }
+    return check.up(paths.length === 1 ? { path: paths[0] } : { paths });
   }
 }

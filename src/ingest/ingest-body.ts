@@ -5,13 +5,15 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { isUtf8 } from 'node:buffer';
-import { NdjsonCsvTransform, type InvalidReason } from './core/ndjson-csv.js';
+import { NdjsonCsvTransform, type InvalidReason, type RowMeta } from './core/ndjson-csv.js';
+import type { ColumnSpec } from './core/schema.js';
 import { PendingBytes } from '../csv/pending-bytes.js';
 import { createDecoder, type BodyDecoder, type DecoderLimits } from './body-decoder.js';
 import { IngestError } from '../errors.js';
 
 export interface BodyLimits {
-  columns: readonly string[];
+  /** The dataset's columns (the same array for every request: its compiled form is cached). */
+  columns: readonly (string | ColumnSpec)[];
   eol: 'crlf' | 'lf';
   maxLineBytes: number;
   maxBodyBytes: number;
@@ -107,6 +109,8 @@ export function readBody(
   limits: BodyLimits,
   /** Time left for the whole request (REQUEST_TIMEOUT_MS minus what has passed). */
   deadlineMs: number,
+  /** Values of the dataset's meta columns, if it has any. */
+  meta?: RowMeta,
 ): Promise<ReadBody> {
   return new Promise<ReadBody>((resolve, reject) => {
     const rows = new PendingBytes(limits.spillDir, limits.spillThresholdBytes);
@@ -115,7 +119,7 @@ export function readBody(
     // Set by the listener, which runs inside the transform: the request fails after the push.
     let quarantineOverflow = false;
     const transform = new NdjsonCsvTransform(
-      { columns: limits.columns, eol: limits.eol, maxLineBytes: limits.maxLineBytes },
+      { columns: limits.columns, eol: limits.eol, maxLineBytes: limits.maxLineBytes, meta },
       (line, reason, raw, lineBytes, column) => {
         if (errors.length < MAX_REPORTED_ERRORS) {
           const message = REASON_MESSAGES[reason];

@@ -1,14 +1,16 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
 import type { IngestConfig } from '../config.js';
 import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
 import { CsvSinkProvider } from '../csv/csv-sink.provider.js';
+import { DatasetRegistry } from '../datasets/dataset-registry.js';
+import type { Dataset } from '../datasets/datasets-file.js';
 import { IngestError } from '../errors.js';
 import { closedFor } from '../http-answers.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { DecoderBudget, parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
+import type { RowMeta } from './core/ndjson-csv.js';
 import { ShutdownDrain } from './shutdown-drain.js';
 
 export interface IngestOutcome {
@@ -18,15 +20,26 @@ export interface IngestOutcome {
   errors: LineError[];
 }
 
+/** What `admit` decided: the dataset of the request and its normalised Content-Encoding. */
+export interface Admission {
+  dataset: Dataset;
+  encoding: string;
+}
+
+/** A dataset's body limits, built once, and whether its rows need the request's meta values. */
+interface DatasetPlan {
+  limits: BodyLimits;
+  meta: boolean;
+}
+
 /**
  * One ingest request: checks what can be refused before the body is read, streams the body
  * through the transform, and commits the request's rows whole.
  */
 @Injectable()
 export class IngestService {
-  private readonly tokens: Buffer[];
-  /** The body limits, built once from the configuration. */
-  private readonly limits: BodyLimits;
+  readonly datasets: DatasetRegistry;
+  private readonly plans = new Map<string, DatasetPlan>();
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -34,32 +47,38 @@ export class IngestService {
     private readonly sink: CsvSinkProvider,
     private readonly drain: ShutdownDrain,
   ) {
-    this.tokens = config.ingestTokens.map((t) => Buffer.from(t));
-    this.limits = {
-      columns: config.csvColumns,
-      eol: config.csvEol,
-      maxLineBytes: config.maxLineBytes,
-      maxBodyBytes: config.maxBodyBytes,
-      maxDecodedBytes: config.maxDecodedBytes,
-      bodyTimeoutMs: config.bodyTimeoutMs,
-      spillDir: config.csvDir,
-      spillThresholdBytes: config.spillThresholdBytes,
-      maxQuarantineBytes: config.maxQuarantineBytes,
-      decoders: {
-        maxWindowBytes: config.maxDecoderWindowBytes,
-        budget: new DecoderBudget(config.decoderMemoryBytes),
-      },
+    this.datasets = new DatasetRegistry(config.datasets, config.ingestTokens);
+    const decoders = {
+      maxWindowBytes: config.maxDecoderWindowBytes,
+      budget: new DecoderBudget(config.decoderMemoryBytes),
     };
+    for (const d of this.datasets.all) {
+      this.plans.set(d.name, {
+        limits: {
+          columns: d.columns,
+          eol: d.eol,
+          maxLineBytes: config.maxLineBytes,
+          maxBodyBytes: config.maxBodyBytes,
+          maxDecodedBytes: config.maxDecodedBytes,
+          bodyTimeoutMs: config.bodyTimeoutMs,
+          spillDir: config.csvDir,
+          spillThresholdBytes: config.spillThresholdBytes,
+          maxQuarantineBytes: config.maxQuarantineBytes,
+          decoders,
+        },
+        meta: d.specs.some((s) => s.meta !== undefined),
+      });
+    }
   }
 
   /**
-   * Refusals that need no body (SPEC §3): 401, 415, 413 from Content-Length, 503 when overloaded.
-   * Returns the normalised Content-Encoding.
+   * Refusals that need no body (SPEC §3): 404 unknown dataset, 401/403, 415, 413 from
+   * Content-Length, 503 when overloaded. `datasetName` undefined: the default dataset.
    */
-  admit(headers: IncomingHttpHeaders): string {
-    if (this.tokens.length > 0 && !this.authorized(headers.authorization)) {
-      throw new IngestError('unauthorized');
-    }
+  admit(headers: IncomingHttpHeaders, datasetName: string | undefined): Admission {
+    const dataset = this.datasets.find(datasetName);
+    if (dataset === undefined) this.datasets.refuseUnknown(datasetName!, headers.authorization);
+    this.datasets.authorize(dataset!, headers.authorization);
     const encoding = parseContentEncoding(headers['content-encoding']);
     const length = headers['content-length'];
     if (length !== undefined && Number(length) > this.config.maxBodyBytes) {
@@ -71,20 +90,28 @@ export class IngestService {
     if (this.drain.inFlight >= this.config.maxInFlight) {
       throw new IngestError('overloaded', undefined, { retryAfter: 1 });
     }
-    return encoding;
+    return { dataset: dataset!, encoding };
   }
 
   async ingest(
     req: IncomingMessage,
-    encoding: string,
+    { dataset, encoding }: Admission,
     requestId: string,
     startedAt: number,
   ): Promise<IngestOutcome> {
     const metrics = this.metrics;
+    const plan = this.plans.get(dataset.name)!;
     const done = this.drain.begin();
     try {
       const deadlineMs = this.config.requestTimeoutMs - (performance.now() - startedAt);
-      const body = await readBody(req, encoding, requestId, this.limits, deadlineMs);
+      const meta: RowMeta | undefined = plan.meta
+        ? {
+            requestId,
+            receivedAt: new Date(Date.now() - (performance.now() - startedAt)),
+            node: this.config.nodeLabel,
+          }
+        : undefined;
+      const body = await readBody(req, encoding, requestId, plan.limits, deadlineMs, meta);
       try {
         // Its answer could no longer reach the client (a parse error or an earlier answer
         // closed the connection): a commit now would be written twice by the client's retry.
@@ -96,16 +123,19 @@ export class IngestService {
           err.receivedBytes = body.receivedBytes;
           throw err;
         }
-        const written = await this.sink.commit(body.rows, body.quarantine);
-        metrics.recordIngest({
-          receivedBytes: body.receivedBytes,
-          decodedBytes: body.decodedBytes,
-          writtenBytes: written.csvBytes,
-          valid: body.valid,
-          invalid: body.invalid,
-          parseSeconds: body.parseSeconds,
-          writeSeconds: written.writeSeconds,
-        });
+        const written = await this.sink.commit(dataset, body.rows, body.quarantine);
+        metrics.recordIngest(
+          {
+            receivedBytes: body.receivedBytes,
+            decodedBytes: body.decodedBytes,
+            writtenBytes: written.csvBytes,
+            valid: body.valid,
+            invalid: body.invalid,
+            parseSeconds: body.parseSeconds,
+            writeSeconds: written.writeSeconds,
+          },
+          dataset.name,
+        );
       } finally {
         body.rows.dispose();
         body.quarantine.dispose();
@@ -119,16 +149,5 @@ export class IngestService {
     } finally {
       done();
     }
-  }
-
-  private authorized(header: string | undefined): boolean {
-    if (header === undefined || !/^bearer /i.test(header)) return false;
-    const given = Buffer.from(header.slice(7).trim());
-    let ok = false;
-    for (const token of this.tokens) {
-      // Constant time per token, so the answer time does not tell how much of a token matched.
-      if (token.length === given.length && timingSafeEqual(token, given)) ok = true;
-    }
-    return ok;
   }
 }

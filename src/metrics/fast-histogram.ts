@@ -27,25 +27,15 @@ export interface HistogramSnapshot {
   aggregator: 'sum';
 }
 
-export class FastHistogram {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
+/** One series of a histogram (one value of its label). */
+export class HistogramSeries {
   /** Observations per bucket (not cumulative); the last slot counts values above every bound. */
-  private readonly counts: Float64Array;
-  private sum = 0;
-  private count = 0;
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
 
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly bounds: readonly number[],
-    registry: Registry,
-  ) {
-    for (let i = 1; i < bounds.length; i++) {
-      if (!(bounds[i] > bounds[i - 1])) throw new Error(`${name}: buckets must increase`);
-    }
+  constructor(private readonly bounds: readonly number[]) {
     this.counts = new Float64Array(bounds.length + 1);
-    registry.registerMetric(this as unknown as Metric);
   }
 
   observe(value: number): void {
@@ -56,21 +46,71 @@ export class FastHistogram {
     this.sum += value;
     this.count++;
   }
+}
+
+/**
+ * At most one label (the dataset): the caller looks its series up once per request with
+ * `labels(value)` and observes into it.
+ */
+export class FastHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, HistogramSeries>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly bounds: readonly number[],
+    registry: Registry,
+    /** The label that tells series apart; none: one series. */
+    private readonly labelName?: string,
+  ) {
+    for (let i = 1; i < bounds.length; i++) {
+      if (!(bounds[i] > bounds[i - 1])) throw new Error(`${name}: buckets must increase`);
+    }
+    // Like prom-client: a histogram without labels shows its zero series before any observation.
+    if (labelName === undefined) this.labels('');
+    registry.registerMetric(this as unknown as Metric);
+  }
+
+  /** The series of one label value (created on first use). */
+  labels(value: string): HistogramSeries {
+    let s = this.series.get(value);
+    if (s === undefined) {
+      s = new HistogramSeries(this.bounds);
+      this.series.set(value, s);
+    }
+    return s;
+  }
+
+  /** Observes into the series without a label value (a histogram without a label). */
+  observe(value: number): void {
+    this.labels('').observe(value);
+  }
 
   /** The series in prom-client's shape: cumulative `le` buckets, then `+Inf`, `_sum`, `_count`. */
   get(): HistogramSnapshot {
     const bucket = `${this.name}_bucket`;
     const values: Sample[] = [];
-    let cumulative = 0;
-    this.bounds.forEach((le, i) => {
-      cumulative += this.counts[i];
-      values.push({ labels: { le }, value: cumulative, metricName: bucket, exemplar: null });
-    });
-    values.push(
-      { labels: { le: '+Inf' }, value: this.count, metricName: bucket, exemplar: null },
-      { labels: {}, value: this.sum, metricName: `${this.name}_sum` },
-      { labels: {}, value: this.count, metricName: `${this.name}_count` },
-    );
+    for (const [key, s] of this.series) {
+      const own: Record<string, string> =
+        this.labelName === undefined ? {} : { [this.labelName]: key };
+      let cumulative = 0;
+      this.bounds.forEach((le, i) => {
+        cumulative += s.counts[i];
+        values.push({
+          labels: { le, ...own },
+          value: cumulative,
+          metricName: bucket,
+          exemplar: null,
+        });
+      });
+      values.push(
+        { labels: { le: '+Inf', ...own }, value: s.count, metricName: bucket, exemplar: null },
+        { labels: own, value: s.sum, metricName: `${this.name}_sum` },
+        { labels: own, value: s.count, metricName: `${this.name}_count` },
+      );
+    }
     return {
       name: this.name,
       help: this.help,
@@ -81,8 +121,10 @@ export class FastHistogram {
   }
 
   reset(): void {
-    this.counts.fill(0);
-    this.sum = 0;
-    this.count = 0;
+    for (const s of this.series.values()) {
+      s.counts.fill(0);
+      s.sum = 0;
+      s.count = 0;
+    }
   }
 }

@@ -9,7 +9,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { FastHistogram } from './fast-histogram.js';
+import { FastHistogram, type HistogramSeries } from './fast-histogram.js';
 
 /** 100 µs … 10 s, for per-request parse and request latency. */
 export const LATENCY_BUCKETS = [
@@ -36,6 +36,22 @@ export interface IngestRecord {
   writeSeconds: number;
 }
 
+/** The tallies and histogram series of one dataset (SPEC §8: a `dataset` label). */
+class DatasetSeries {
+  received = 0;
+  decoded = 0;
+  written = 0;
+  valid = 0;
+  invalid = 0;
+  readonly statuses = new Map<number, number>();
+
+  constructor(
+    readonly parse: HistogramSeries,
+    readonly request: HistogramSeries,
+    readonly write: HistogramSeries,
+  ) {}
+}
+
 export class IngestMetrics {
   readonly registry = new Registry();
   readonly parseDuration: FastHistogram;
@@ -44,19 +60,14 @@ export class IngestMetrics {
   /** Reads the number of requests in flight (set by the component that counts them). */
   inFlightSource: () => number = () => 0;
 
-  // Tallies since the last collection.
-  private received = 0;
-  private decoded = 0;
-  private written = 0;
-  private valid = 0;
-  private invalid = 0;
-  private readonly statuses = new Map<number, number>();
+  /** Tallies since the last collection, by dataset ('' for requests refused before one is known). */
+  private readonly datasets = new Map<string, DatasetSeries>();
 
-  private readonly receivedBytes: Counter;
-  private readonly decodedBytes: Counter;
-  private readonly writtenBytes: Counter;
-  private readonly records: Counter<'result'>;
-  private readonly requests: Counter<'status'>;
+  private readonly receivedBytes: Counter<'dataset'>;
+  private readonly decodedBytes: Counter<'dataset'>;
+  private readonly writtenBytes: Counter<'dataset'>;
+  private readonly records: Counter<'dataset' | 'result'>;
+  private readonly requests: Counter<'dataset' | 'status'>;
 
   /**
    * @param enabled false only to measure what metrics cost (METRICS_ENABLED=false): the ingest
@@ -65,6 +76,8 @@ export class IngestMetrics {
   constructor(
     csvDir: string,
     readonly enabled = true,
+    /** The configured datasets: their record counters start at zero. */
+    datasetNames: readonly string[] = [],
   ) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ worker: workerId() });
@@ -74,34 +87,35 @@ export class IngestMetrics {
     this.receivedBytes = new Counter({
       name: 'ingest_received_bytes_total',
       help: 'Request body bytes as received (before decompression).',
+      labelNames: ['dataset'],
       registers,
       collect,
     });
     this.decodedBytes = new Counter({
       name: 'ingest_decoded_bytes_total',
       help: 'Request body bytes after decompression.',
+      labelNames: ['dataset'],
       registers,
       collect,
     });
     this.records = new Counter({
       name: 'ingest_records_total',
       help: 'Records seen, by result (valid rows written, invalid lines quarantined).',
-      labelNames: ['result'],
+      labelNames: ['dataset', 'result'],
       registers,
       collect,
     });
-    this.records.labels('valid').inc(0);
-    this.records.labels('invalid').inc(0);
     this.requests = new Counter({
       name: 'ingest_requests_total',
       help: 'Ingest requests answered, by HTTP status.',
-      labelNames: ['status'],
+      labelNames: ['dataset', 'status'],
       registers,
       collect,
     });
     this.writtenBytes = new Counter({
       name: 'csv_written_bytes_total',
       help: 'Bytes appended to the CSV files.',
+      labelNames: ['dataset'],
       registers,
       collect,
     });
@@ -110,18 +124,21 @@ export class IngestMetrics {
       'Time spent decoding and transforming one request body (per request).',
       LATENCY_BUCKETS,
       this.registry,
+      'dataset',
     );
     this.requestDuration = new FastHistogram(
       'ingest_request_duration_seconds',
       'Time from the start of an ingest request to its answer.',
       LATENCY_BUCKETS,
       this.registry,
+      'dataset',
     );
     this.writeDuration = new FastHistogram(
       'csv_write_duration_seconds',
       'Time to commit one request: lock, repair check, append, unlock.',
       WRITE_BUCKETS,
       this.registry,
+      'dataset',
     );
     const inFlight = () => this.inFlightSource();
     new Gauge({
@@ -145,36 +162,61 @@ export class IngestMetrics {
         }
       },
     });
+    for (const name of datasetNames) {
+      this.records.labels(name, 'valid').inc(0);
+      this.records.labels(name, 'invalid').inc(0);
+    }
+  }
+
+  private series(dataset: string): DatasetSeries {
+    let s = this.datasets.get(dataset);
+    if (s === undefined) {
+      s = new DatasetSeries(
+        this.parseDuration.labels(dataset),
+        this.requestDuration.labels(dataset),
+        this.writeDuration.labels(dataset),
+      );
+      this.datasets.set(dataset, s);
+    }
+    return s;
   }
 
   /** A committed request: byte and record tallies and the parse/write latencies. */
-  recordIngest(r: IngestRecord): void {
+  recordIngest(r: IngestRecord, dataset: string): void {
     if (!this.enabled) return;
-    this.received += r.receivedBytes;
-    this.decoded += r.decodedBytes;
-    this.written += r.writtenBytes;
-    this.valid += r.valid;
-    this.invalid += r.invalid;
-    this.parseDuration.observe(r.parseSeconds);
-    this.writeDuration.observe(r.writeSeconds);
+    const s = this.series(dataset);
+    s.received += r.receivedBytes;
+    s.decoded += r.decodedBytes;
+    s.written += r.writtenBytes;
+    s.valid += r.valid;
+    s.invalid += r.invalid;
+    s.parse.observe(r.parseSeconds);
+    s.write.observe(r.writeSeconds);
   }
 
-  /** An answered ingest request: its status and how long it took. */
-  recordAnswer(status: number, seconds: number): void {
+  /**
+   * An answered ingest request: its status and how long it took. `dataset` is '' for a request
+   * refused before its dataset was known (an unknown dataset's name is not a label value: a client
+   * could make up any number of them).
+   */
+  recordAnswer(status: number, seconds: number, dataset: string): void {
     if (!this.enabled) return;
-    this.statuses.set(status, (this.statuses.get(status) ?? 0) + 1);
-    this.requestDuration.observe(seconds);
+    const s = this.series(dataset);
+    s.statuses.set(status, (s.statuses.get(status) ?? 0) + 1);
+    s.request.observe(seconds);
   }
 
   /** Moves the tallies into the prom-client counters (called when a scrape collects). */
   private fold(): void {
-    if (this.received > 0) this.receivedBytes.inc(this.received);
-    if (this.decoded > 0) this.decodedBytes.inc(this.decoded);
-    if (this.written > 0) this.writtenBytes.inc(this.written);
-    if (this.valid > 0) this.records.labels('valid').inc(this.valid);
-    if (this.invalid > 0) this.records.labels('invalid').inc(this.invalid);
-    this.received = this.decoded = this.written = this.valid = this.invalid = 0;
-    for (const [status, n] of this.statuses) this.requests.labels(String(status)).inc(n);
-    this.statuses.clear();
+    for (const [dataset, s] of this.datasets) {
+      if (s.received > 0) this.receivedBytes.labels(dataset).inc(s.received);
+      if (s.decoded > 0) this.decodedBytes.labels(dataset).inc(s.decoded);
+      if (s.written > 0) this.writtenBytes.labels(dataset).inc(s.written);
+      if (s.valid > 0) this.records.labels(dataset, 'valid').inc(s.valid);
+      if (s.invalid > 0) this.records.labels(dataset, 'invalid').inc(s.invalid);
+      s.received = s.decoded = s.written = s.valid = s.invalid = 0;
+      for (const [status, n] of s.statuses) this.requests.labels(dataset, String(status)).inc(n);
+      s.statuses.clear();
+    }
   }
 }

@@ -15,7 +15,12 @@ export class MetricsModule {
       providers: [
         {
           provide: INGEST_METRICS,
-          useFactory: () => new IngestMetrics(config.csvDir, config.metricsEnabled),
+          useFactory: () =>
+            new IngestMetrics(
+              config.csvDir,
+              config.metricsEnabled,
+              config.datasets.datasets.map((d) => d.name),
+            ),
         },
         MetricsService,
       ],

@@ -39,7 +39,7 @@ function walk(v: Value, steps: Step[]): Value | undefined {
     if (cur === undefined) return undefined;
     if ('key' in s) {
       if (cur.t !== 'obj') return undefined;
-      const hits = cur.members.filter(([k]) => k === s.key);
+      const hits: [string, string, Value][] = cur.members.filter(([k]) => k === s.key);
       cur = hits.length === 0 ? undefined : hits[hits.length - 1][2];
     } else {
       if (cur.t !== 'arr') return undefined;
@@ -91,7 +91,8 @@ function cell(type: ColumnType, v: Value): { cell: string } | { reason: string }
     case 'bool':
       return v.t === 'lit' ? { cell: v.src } : mismatch;
     case 'date': {
-      const m = v.t === 'str' ? /^(\d{4})-(\d{2})-(\d{2})$/.exec(v.value) : null;
+      if (v.t !== 'str') return mismatch;
+      const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v.value);
       return m !== null && utcDate(+m[1], +m[2], +m[3]) !== null && +m[1] >= 1
         ? { cell: v.value }
         : mismatch;

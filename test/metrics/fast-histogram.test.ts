@@ -6,6 +6,38 @@ import { FastHistogram } from '../../src/metrics/fast-histogram.js';
 import { LATENCY_BUCKETS } from '../../src/metrics/ingest-metrics.js';
 
 describe('FastHistogram', () => {
+  it('gives the same exposition as prom-client with a dataset label', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.tuple(
+            fc.constantFrom('trips', 'events', 'a_b'),
+            fc.double({ min: 0, max: 20, noNaN: true }),
+          ),
+          { maxLength: 100 },
+        ),
+        async (values) => {
+          const theirs = new Registry();
+          const ours = new Registry();
+          const h = new Histogram({
+            name: 'y_seconds',
+            help: 'y',
+            buckets: LATENCY_BUCKETS,
+            labelNames: ['dataset'],
+            registers: [theirs],
+          });
+          const f = new FastHistogram('y_seconds', 'y', LATENCY_BUCKETS, ours, 'dataset');
+          for (const [d, v] of values) {
+            h.labels(d).observe(v);
+            f.labels(d).observe(v);
+          }
+          expect(await ours.metrics()).toBe(await theirs.metrics());
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+
   it('gives the same exposition text and JSON as prom-client for any observations', async () => {
     await fc.assert(
       fc.asyncProperty(
