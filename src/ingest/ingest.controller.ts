@@ -99,6 +99,10 @@ export class IngestController {
         .send(successBody(outcome, requestId, tinybird));
     } catch (err) {
       const failure = toIngestError(err);
+      // A refusal before admission (401, 415, 503 …) still counts for its dataset, if it exists.
+      if (dataset === '' && datasetName !== '') {
+        dataset = this.ingest.datasets.find(datasetName)?.name ?? '';
+      }
       status = failure.status;
       code = failure.code;
       receivedBytes = failure.receivedBytes;
