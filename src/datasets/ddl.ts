@@ -16,8 +16,9 @@ const DUCKDB: Record<string, string> = {
   float: 'DOUBLE',
   bool: 'BOOLEAN',
   date: 'DATE',
-  // Up to 9 fraction digits are written as sent: nanoseconds keep them all.
-  datetime: 'TIMESTAMP_NS',
+  // Years 0001–9999 need TIMESTAMP (TIMESTAMP_NS ends in 2262); it keeps 6 of the up to 9
+  // fraction digits a cell may carry, and drops the rest on load.
+  datetime: 'TIMESTAMP',
   request_id: 'VARCHAR',
   received_at: 'TIMESTAMP',
   line: 'BIGINT',

@@ -207,7 +207,7 @@ describe("Tinybird's SDK retries a 503", () => {
       const api = new TinybirdApi({
         baseUrl: server.url,
         token: 'unused',
-        fetch: async (input: RequestInfo | URL, init?: RequestInit) => {
+        fetch: async (input: string | URL | Request, init?: RequestInit) => {
           const res = await fetch(input, init);
           statuses.push(res.status);
           if (res.status === 503) {
