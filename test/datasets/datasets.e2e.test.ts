@@ -5,10 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { TinybirdApi, TinybirdApiError } from '@tinybirdco/sdk';
+import { tryLock, unlock } from 'fs-native-extensions';
+import { lockFilePath } from '../../src/csv/commit-record.js';
 import { MAIN, ROOT, send, startServer, tempDir, type RunningServer } from '../support/server.js';
 
 const DATASETS = `
@@ -228,6 +230,37 @@ describe("Tinybird's SDK retries a 503", () => {
       const rows = readFileSync(join(server.csvDir, `trips_typed-${day()}.csv`), 'utf8');
       expect(rows).toBe('vendor,pickup,distance\n1,,1\n2,,3\n');
     } finally {
+      await server.stop();
+    }
+  });
+});
+
+describe('locks', () => {
+  it("a commit to one dataset never waits for another dataset's lock", async () => {
+    const server = await startServer({
+      DATASETS_FILE: writeDatasets(DATASETS),
+      LOCK_TIMEOUT_MS: '20000',
+    });
+    // This process holds the trips lock, as a worker stuck in a commit would.
+    const lock = openSync(lockFilePath(server.csvDir, 'trips_typed'), 'a+');
+    try {
+      expect(tryLock(lock)).toBe(true);
+      const trip = Buffer.from('{"vendorid":1,"trip_distance":1}\n');
+      let tripsDone = false;
+      const held = send(`${server.url}/ingest/trips`, trip).then((a) => {
+        tripsDone = true;
+        return a;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const events = await send(`${server.url}/ingest/events`, Buffer.from('{"user":{"id":1}}\n'), {
+        headers: { authorization: 'Bearer events-token' },
+      });
+      expect(events.status).toBe(200);
+      expect(tripsDone).toBe(false);
+      unlock(lock);
+      expect((await held).status).toBe(200);
+    } finally {
+      closeSync(lock);
       await server.stop();
     }
   });
