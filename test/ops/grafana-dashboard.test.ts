@@ -150,6 +150,29 @@ describe('ops/grafana/ndjson-ingest.dashboard.json', () => {
     expect(allowed.has('ingest_records_total')).toBe(true);
   });
 
+  test('a dataset variable filters every per-request series, and a graph shows each dataset', () => {
+    const perRequest = SPEC_METRICS.counters.concat(
+      SPEC_METRICS.histograms.map((h) => `${h}_bucket`),
+    );
+    const unfiltered = allQueries(dashboard)
+      .filter(({ expr }) => metricNames(expr).some((n) => perRequest.includes(n)))
+      .filter(
+        ({ where, expr }) => !where.startsWith('variable') && !expr.includes('dataset=~"$dataset"'),
+      )
+      .map(({ where }) => where);
+    expect(unfiltered).toEqual([]);
+    expect(dashboard.templating.list).toContainEqual(
+      expect.objectContaining({ name: 'dataset', includeAll: true, multi: true }),
+    );
+    const byDataset = panels.find((p) =>
+      (p.targets ?? []).some(
+        (t) =>
+          /sum by \(dataset, result\)/.test(t.expr) && /\{\{dataset\}\}/.test(t.legendFormat ?? ''),
+      ),
+    );
+    expect(byDataset?.type).toBe('timeseries');
+  });
+
   test('rates over 1m, as SPEC §3 defines bytes per second', () => {
     const other = allQueries(dashboard)
       .flatMap(({ where, expr }) =>
