@@ -27,9 +27,10 @@ const ENTRY_KEY_LEN: usize = 32768; // i32 per entry
 const KEY_BYTES: usize = 40960; // key bytes (up to 64 KiB)
 const SHAPE_SLOTS: i32 = 64;
 // Per slot, one u32: bits 0-8 the learned key's length (0 = none), bit 9 set when it ends with
-// the colon, bits 10-31 the root entry + 1 (0 = not on any path). A learned key is the member's
-// source text from its opening quote, or after the first member from the comma before it (so one
-// compare also checks the separator), to its closing quote or the colon right after it.
+// the colon, bits 10-20 the value slot + 1 and bits 21-31 the child node + 1 of the root entry
+// (0: none), so a matched member needs no table lookup. A learned key is the member's source text
+// from its opening quote, or after the first member from the comma before it (so one compare also
+// checks the separator), to its closing quote or the colon right after it.
 const SHAPE_META: usize = 106496;
 const SHAPE_KEYS: usize = 110592; // 64 slots x 256 bytes
 const TAIL_MASK: usize = 107520; // 17 x 16 bytes: the first r bytes 0xff
@@ -425,7 +426,9 @@ function scanLine(start: usize): i32 {
     // `for (;;)` left by `break` from a nested `if` as unreachable.)
     let members = true;
     while (members) {
-      let entry: i32 = -1;
+      // The value slot this member fills, and the node of the paths that go on below it.
+      let cell: i32 = -1;
+      let child: i32 = -1;
       let matched = false;
       if (slot < SHAPE_SLOTS) {
         // The learned key runs from its opening quote (from the comma before it, after the first
@@ -435,7 +438,8 @@ function scanLine(start: usize): i32 {
         if (len != 0 && keyEquals(p, SHAPE_KEYS + (<usize>slot << 8), len)) {
           matched = true;
           p += <usize>len;
-          entry = <i32>(meta >> 10) - 1;
+          cell = <i32>((meta >> 10) & 0x7ff) - 1;
+          child = <i32>(meta >> 21) - 1;
           if ((meta & 0x200) == 0) {
             p = skipWs(p);
             if (load<u8>(p) != 0x3a) return BAD;
@@ -467,8 +471,12 @@ function scanLine(start: usize): i32 {
         const q = scanString(p);
         if (q == 0) return BAD;
         p = q;
-        entry = keyEntry(0, keyStart, p - 1);
-        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(from, p, entry, slot);
+        const entry = keyEntry(0, keyStart, p - 1);
+        if (entry >= 0) {
+          cell = load<i32>(ENTRY_SLOT + (<usize>entry << 2));
+          child = load<i32>(ENTRY_CHILD + (<usize>entry << 2));
+        }
+        if (slot < SHAPE_SLOTS && !strEscaped) learnKey(from, p, cell, child, slot);
         p = skipWs(p);
         if (load<u8>(p) != 0x3a) return BAD;
         p++;
@@ -479,14 +487,7 @@ function scanLine(start: usize): i32 {
         p = skipWs(p);
         c = <u32>load<u8>(p);
       }
-      // The value slot this member fills, and the node of the paths that go on below it.
-      let cell: i32 = -1;
-      let child: i32 = -1;
-      if (entry >= 0) {
-        cell = load<i32>(ENTRY_SLOT + (<usize>entry << 2));
-        child = load<i32>(ENTRY_CHILD + (<usize>entry << 2));
-        if (child >= 0) clearSubtree(child);
-      }
+      if (child >= 0) clearSubtree(child);
       const valueStart = p;
       if (c == 0x22) {
         const q = scanStringAt(p + 1);
@@ -656,7 +657,7 @@ function indexEntry(node: i32, index: i32): i32 {
   return !v128.any_true(v128.and(diff, v128.load(TAIL_MASK + (<usize>(len - k) << 4))));
 }
 
-function learnKey(start: usize, end: usize, entry: i32, slot: i32): void {
+function learnKey(start: usize, end: usize, cell: i32, child: i32, slot: i32): void {
   let colon: u32 = 0;
   if (load<u8>(end) == 0x3a) {
     end++;
@@ -669,7 +670,7 @@ function learnKey(start: usize, end: usize, entry: i32, slot: i32): void {
     return;
   }
   memory.copy(SHAPE_KEYS + (<usize>slot << 8), start, <usize>len);
-  store<u32>(metaAt, <u32>len | colon | (<u32>(entry + 1) << 10));
+  store<u32>(metaAt, <u32>len | colon | (<u32>(cell + 1) << 10) | (<u32>(child + 1) << 21));
 }
 
 /**
@@ -992,8 +993,23 @@ function writeRow(lineBytes: i32): i32 {
       const kind = load<u8>(CELL_KIND + <usize>c);
       if (kind == CELL_EMPTY) continue;
       const off = <usize>c << 2;
-      o = writeJsonCell(o, kind, <usize>load<i32>(CELL_START + off), <usize>load<i32>(CELL_END + off));
-      if (o == 0) return refuse(INVALID_UNICODE, c);
+      const s = <usize>load<i32>(CELL_START + off);
+      const e = <usize>load<i32>(CELL_END + off);
+      if (kind == CELL_RAW || kind == CELL_PLAIN) {
+        copySpan(o, s, e - s);
+        o += e - s;
+      } else if (kind == CELL_PLAIN_QUOTED) {
+        store<u8>(o++, 0x22);
+        copySpan(o, s, e - s);
+        o += e - s;
+        store<u8>(o++, 0x22);
+      } else if (kind == CELL_NESTED) {
+        o = writeQuotedIfNeeded(s, e, o);
+      } else {
+        const n = unescapeInto(s, e, true);
+        if (n < 0) return refuse(INVALID_UNICODE, c);
+        o = writeQuotedIfNeeded(scratchPtr, scratchPtr + <usize>n, o);
+      }
     }
   } else {
     for (let c: i32 = 0; c < columnCount; c++) {
@@ -1097,7 +1113,14 @@ function writeTypedCell(o: usize, c: i32): usize {
 
 @inline function copyFixed(o: usize, off: usize): usize {
   const n = <usize>load<i32>(COL_FIXED_LEN + off);
-  memory.copy(o, <usize>load<i32>(COL_FIXED_PTR + off), n);
+  const s = <usize>load<i32>(COL_FIXED_PTR + off);
+  if (n <= 32) {
+    // Word copies, like copySpan (the fixed area and the output have slack after them).
+    v128.store(o, v128.load(s));
+    v128.store(o + 16, v128.load(s + 16));
+  } else {
+    memory.copy(o, s, n);
+  }
   return o + n;
 }
 
@@ -1134,6 +1157,12 @@ function isInt(s: usize, e: usize): bool {
  * 10^309.
  */
 function finiteFloat(s: usize, e: usize): bool {
+  // Without an exponent, under 309 digits is finite: the usual case, decided by length alone.
+  if (e - s < 300) {
+    let plain = true;
+    for (let k = s; k < e; k++) if ((load<u8>(k) | 0x20) == 0x65) plain = false;
+    if (plain) return true;
+  }
   let p = s;
   if (load<u8>(p) == 0x2d) p++;
   const intStart = p;
@@ -1336,6 +1365,18 @@ function parseDateTime(o: usize, p: usize, n: i32): usize {
     }
   }
   if (q != end) return 0;
+  if (offset == 0) {
+    // UTC already: the cell is the text with a space for the T, and its fraction.
+    copySpan(o, p, 19);
+    store<u8>(o + 10, 0x20);
+    o += 19;
+    if (fractionEnd > fraction) {
+      store<u8>(o++, 0x2e);
+      copySpan(o, fraction, fractionEnd - fraction);
+      o += fractionEnd - fraction;
+    }
+    return o;
+  }
   const y = <i64>(two(p) * 100 + two(p + 2));
   const days = daysFromCivil(y, <i64>two(p + 5), <i64>two(p + 8));
   const seconds = days * 86400 + <i64>(h * 3600 + mi * 60 + sec) - offset;
