@@ -59,17 +59,30 @@ const REPORT_HTML = `bench/results/report${SUFFIX}.html`;
  * `no-metrics`: the service with METRICS_ENABLED=false, to measure what metrics cost;
  * `no-transform`: the service without its transform, what everything around the parsing costs.
  */
-const NAMES = ['service', 'no-metrics', 'no-transform', 'naive', 'ceiling'] as const;
+const NAMES = ['service', 'typed', 'no-metrics', 'no-transform', 'naive', 'ceiling'] as const;
 type Name = (typeof NAMES)[number];
 const COLORS: Record<Name, string> = {
   service: '#1f5fbf',
   'no-metrics': '#2e9e5b',
   'no-transform': '#8e44ad',
+  typed: '#c0392b',
   naive: '#d9730d',
   ceiling: '#6b6b6b',
 };
 
 const { body, source } = referenceBody();
+
+const TYPED_DATASETS = `datasets:
+  trips:
+    prefix: nyc_taxi_typed
+    header: true
+    columns:
+      - { name: vendorid, type: int }
+      - { name: tpep_pickup_datetime, type: datetime }
+      - { name: trip_distance, type: float }
+      - { name: total_amount, type: float }
+      - { name: received_at, meta: received_at }
+`;
 const scenarios = loadScenarios();
 const shapes = scenarios.shapes.map((s) => ({ ...s, requests: QUICK ? 256 : s.requests }));
 const concurrencies = shapes.map((s) => s.concurrency);
@@ -258,6 +271,14 @@ async function main(): Promise<void> {
   servers.set('service', service);
   serviceCsvDir = service.cluster.csvDir;
   tempDirs.push(dirname(serviceCsvDir));
+  // The same service with a datasets file: the default dataset is the four default fields typed
+  // int, datetime, float, float, plus received_at (SPEC §8), under a header.
+  const typedFile = join(tempDir('bench-typed-'), 'datasets.yaml');
+  tempDirs.push(dirname(typedFile));
+  writeFileSync(typedFile, TYPED_DATASETS);
+  const typed = await startService({ DATASETS_FILE: typedFile });
+  servers.set('typed', { ...typed, name: 'typed' });
+  tempDirs.push(dirname(typed.cluster.csvDir));
   const noMetrics = await startService({ METRICS_ENABLED: 'false' });
   servers.set('no-metrics', { ...noMetrics, name: 'no-metrics' });
   tempDirs.push(dirname(noMetrics.cluster.csvDir));
@@ -449,6 +470,18 @@ async function main(): Promise<void> {
       return `INFO  service workers' minor page faults per request: ${per.map((x, i) => `c${concurrencies[i]} ${fmt(x, 1)}`).join(', ')}; system CPU ms per request: ${sys.map((x, i) => `c${concurrencies[i]} ${fmt(x, 2)}`).join(', ')}`;
     })(),
     (() => {
+      // A typed dataset against the default columns, paired within each repeat.
+      const xs = concurrencies.map((c) =>
+        median(
+          pick('typed', c).map((m) => {
+            const o = pick('service', c).find((x) => x.repeat === m.repeat)!;
+            return m.mbPerSec / o.mbPerSec;
+          }),
+        ),
+      );
+      return `INFO  typed dataset MB/s × service (default columns): ${xs.map((x, i) => `c${concurrencies[i]} ${fmt(x, 2)}×`).join(', ')}`;
+    })(),
+    (() => {
       // What the shape costs without any parsing: the bound on the service's ratio to the ceiling.
       const xs = high.map((c) => row('no-transform', c).xCeiling);
       return `INFO  no-transform (the service without its transform) MB/s × ceiling: ${xs.map((x, i) => `c${high[i]} ${fmt(x, 2)}×`).join(', ')}; p99 at c${cMax}: ${fmt(row('no-transform', cMax).p99, 2)} ms`;
@@ -468,11 +501,12 @@ async function main(): Promise<void> {
   const section = [
     `Body: ${source}, ${body.length.toLocaleString('en-US')} bytes, \`POST ${scenarios.path}\`; keep-alive, ` +
       `pipelining 1, autocannon in one process on the same machine; ${shapes[0].requests.toLocaleString('en-US')} ` +
-      `requests per run at concurrency ${concurrencies.join(', ')}; the five servers interleaved ` +
+      `requests per run at concurrency ${concurrencies.join(', ')}; the ${NAMES.length} servers interleaved ` +
       `(order rotated), ${REPEATS} repeat(s) after a warm-up of ${WARMUP} requests per server at ` +
       `c${cMin} and c${cMax}, itself interleaved in ${warmupRounds} rotated rounds; medians over the repeats.${QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''}`,
     '',
     '- **service**: `pm2 start ecosystem.config.js`, cluster mode, `INSTANCES=max`, metrics on, default log level (one line per request)',
+    '- **typed**: the same with a datasets file (SPEC §8): the default dataset is the four default fields typed int, datetime, float, float, plus `received_at`, with a header row',
     '- **no-metrics**: the same with `METRICS_ENABLED=false`; besides the table, ' +
       `${QUICK ? 2 : 10} runs loading service and no-metrics at the same time (c2 each) give the metrics' cost in server CPU per request`,
     '- **no-transform**: the service as above with its transform replaced by a stub that drops every chunk (`bench/no-transform/`, a module-resolution hook given in `NODE_OPTIONS`): Nest, Fastify, pm2, limits, logging, metrics and the answer, no parsing and no rows',

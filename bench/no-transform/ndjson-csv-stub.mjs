@@ -23,3 +23,18 @@ export class NdjsonCsvTransform {
 
   release() {}
 }
+
+/** The rest of the module's exports, as the service imports them (datasets, the CSV sink). */
+export class CellError extends Error {}
+
+export function cellOf() {
+  return EMPTY;
+}
+
+export function csvCell(text) {
+  return /[,"\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+}
+
+export function kernelPoolStats() {
+  return { instances: 0, bytes: 0 };
+}
