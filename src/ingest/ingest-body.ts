@@ -191,6 +191,7 @@ export function readBody(
         fail(err);
         return;
       }
+      transform.release();
       if (quarantineOverflow) {
         fail(quarantineTooLarge());
         return;

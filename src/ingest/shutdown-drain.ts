@@ -1,3 +1,4 @@
+import { IdleMemoryRelease } from '../memory-release.js';
 import {
   Inject,
   Injectable,
@@ -32,6 +33,8 @@ export class ShutdownDrain implements OnModuleDestroy, BeforeApplicationShutdown
   inFlight = 0;
   private started = false;
   private idleWaiters: (() => void)[] = [];
+  /** A full GC once idle after a burst (memory-release.ts). */
+  readonly memory = new IdleMemoryRelease(() => this.inFlight);
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -49,7 +52,10 @@ export class ShutdownDrain implements OnModuleDestroy, BeforeApplicationShutdown
       if (ended) return;
       ended = true;
       this.inFlight--;
-      if (this.inFlight === 0) for (const w of this.idleWaiters.splice(0)) w();
+      if (this.inFlight === 0) {
+        for (const w of this.idleWaiters.splice(0)) w();
+        this.memory.idle();
+      }
     };
   }
 
@@ -60,6 +66,7 @@ export class ShutdownDrain implements OnModuleDestroy, BeforeApplicationShutdown
    */
   onModuleDestroy(): void {
     this.draining = true;
+    this.memory.stop();
   }
 
   async beforeApplicationShutdown(signal?: string): Promise<void> {
