@@ -666,3 +666,62 @@ describe('CSV_FSYNC durability and descriptors', () => {
     await c.close();
   });
 });
+
+describe('header row (datasets with header: true)', () => {
+  const header = Buffer.from('a,b\n');
+  const mounts: string[] = [];
+  afterAll(() => {
+    for (const m of mounts) execFileSync('umount', [m]);
+  });
+
+  it('is written by the commit of a file first rows, once, and again in the file after a rotation', async () => {
+    const dir = tempDir();
+    const file = join(dir, `h-${today()}.csv`);
+    const c = new CsvCommitter({ dir, prefix: 'h', fsync: false, header });
+    await c.commit(pending(dir, ''), pending(dir, '{"line":1}\n')); // no rows: no header
+    expect(existsSync(file) ? readFileSync(file, 'utf8') : '').toBe('');
+    const r = await c.commit(pending(dir, '1,2\n'), pending(dir, ''));
+    expect(r.csvBytes).toBe(8);
+    await c.commit(pending(dir, '3,4\n'), pending(dir, ''));
+    expect(readFileSync(file, 'utf8')).toBe('a,b\n1,2\n3,4\n');
+    renameSync(file, `${file}.1`);
+    await c.commit(pending(dir, '5,6\n'), pending(dir, ''));
+    expect(readFileSync(file, 'utf8')).toBe('a,b\n5,6\n');
+    await c.close();
+  });
+
+  it('goes with a failed first commit: a full disk truncates the file back to zero bytes', async () => {
+    const dir = join(tempDir(), 'small');
+    mkdirSync(dir);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=512k', 'tmpfs', dir], { stdio: 'pipe' });
+    mounts.push(dir);
+    const c = new CsvCommitter({ dir, prefix: 'h', fsync: false, header });
+    const file = join(dir, `h-${today()}.csv`);
+    const big = pending(dir, 'x'.repeat(1023) + '\n', 1 << 22);
+    for (let i = 0; i < 1023; i++) big.append(Buffer.from('x'.repeat(1023) + '\n')); // 1 MiB
+    await expect(c.commit(big, pending(dir, ''))).rejects.toMatchObject({ code: 'ENOSPC' });
+    expect(statSync(file).size).toBe(0);
+    await c.commit(pending(dir, '1,2\n'), pending(dir, ''));
+    expect(readFileSync(file, 'utf8')).toBe('a,b\n1,2\n');
+    await c.close();
+  });
+
+  it('goes with an unfinished first commit: repair truncates the file back to zero bytes', async () => {
+    const dir = tempDir();
+    const file = join(dir, `h-${today()}.csv`);
+    // A committer that died after writing the header and part of its rows: the record says the
+    // file began empty.
+    writeFileSync(file, 'a,b\n1,');
+    const fd = openSync(file, 'r');
+    const st = fstatSync(fd);
+    closeSync(fd);
+    writeFileSync(
+      join(dir, '.h.lock'),
+      pendingRecord({ path: file, dev: st.dev, ino: st.ino }, 0, null, 0),
+    );
+    const c = new CsvCommitter({ dir, prefix: 'h', fsync: false, header });
+    await c.commit(pending(dir, '3,4\n'), pending(dir, ''));
+    expect(readFileSync(file, 'utf8')).toBe('a,b\n3,4\n');
+    await c.close();
+  });
+});
