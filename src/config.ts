@@ -33,6 +33,10 @@ export interface IngestConfig {
   ingestTokens: string[];
   bodyTimeoutMs: number;
   requestTimeoutMs: number;
+  /** Bytes/s: a body whose average rate since the request began falls below it gets 408 (0: off). */
+  minBodyRate: number;
+  /** How long a request may take before MIN_BODY_RATE applies. */
+  minBodyRateGraceMs: number;
   instances: number | 'max';
   /** Pending rows of one request beyond this many bytes spill to a temporary file. */
   spillThresholdBytes: number;
@@ -160,6 +164,8 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     ingestTokens: tokens,
     bodyTimeoutMs: integer(env, 'BODY_TIMEOUT_MS', 30000, 1, 2 ** 31 - 1),
     requestTimeoutMs: integer(env, 'REQUEST_TIMEOUT_MS', 600000, 1, 2 ** 31 - 1),
+    minBodyRate: integer(env, 'MIN_BODY_RATE', 240, 0, 2 ** 31 - 1),
+    minBodyRateGraceMs: integer(env, 'MIN_BODY_RATE_GRACE_MS', 5000, 0, 2 ** 31 - 1),
     instances,
     spillThresholdBytes: integer(env, 'SPILL_THRESHOLD_BYTES', 262144, 0, 1 << 30),
     maxInFlight: integer(env, 'MAX_IN_FLIGHT', 256, 1, 1 << 20),

@@ -17,6 +17,11 @@ export const ERRORS = {
   method_not_allowed: { status: 405, message: 'method not allowed on this route' },
   body_timeout: { status: 408, message: 'the request body was not received in time' },
   request_timeout: { status: 408, message: 'the request took longer than REQUEST_TIMEOUT_MS' },
+  body_too_slow: {
+    status: 408,
+    message:
+      'the request body arrived slower than MIN_BODY_RATE bytes/s on average once MIN_BODY_RATE_GRACE_MS had passed; nothing was written',
+  },
   expectation_failed: { status: 417, message: 'the only Expect value supported is 100-continue' },
   body_too_large: { status: 413, message: 'the request body is larger than MAX_BODY_BYTES' },
   decoded_body_too_large: {

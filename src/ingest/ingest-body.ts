@@ -19,6 +19,9 @@ export interface BodyLimits {
   maxBodyBytes: number;
   maxDecodedBytes: number;
   bodyTimeoutMs: number;
+  /** Bytes/s on average since the request began, checked after the grace period (0: off). */
+  minBodyRate: number;
+  minBodyRateGraceMs: number;
   spillDir: string;
   spillThresholdBytes: number;
   /** Quarantine records of one request, in bytes (413 `quarantine_too_large` beyond). */
@@ -111,6 +114,8 @@ export function readBody(
   deadlineMs: number,
   /** Values of the dataset's meta columns, if it has any. */
   meta?: RowMeta,
+  /** When the request began (performance.now()), for MIN_BODY_RATE. */
+  startedAt = performance.now(),
 ): Promise<ReadBody> {
   return new Promise<ReadBody>((resolve, reject) => {
     const rows = new PendingBytes(limits.spillDir, limits.spillThresholdBytes);
@@ -230,6 +235,33 @@ export function readBody(
       () => fail(new IngestError('request_timeout')),
       Math.max(1, deadlineMs),
     );
+    // MIN_BODY_RATE: one timer, set for the moment the average could first fall below the rate
+    // if no more bytes came; at that moment either it has (408) or the next such moment is set.
+    // A slow client thus holds a MAX_IN_FLIGHT slot for the grace period plus what it sent at
+    // the rate, not for REQUEST_TIMEOUT_MS.
+    let slow: NodeJS.Timeout | undefined;
+    const checkRate = (): void => {
+      const elapsed = performance.now() - startedAt;
+      if (receivedBytes < (elapsed / 1000) * limits.minBodyRate) {
+        fail(
+          new IngestError(
+            'body_too_slow',
+            `the request body arrived at ${Math.round(receivedBytes / (elapsed / 1000))} bytes/s on average, below MIN_BODY_RATE (${limits.minBodyRate}) after MIN_BODY_RATE_GRACE_MS (${limits.minBodyRateGraceMs} ms); nothing was written`,
+          ),
+        );
+        return;
+      }
+      const due = (receivedBytes / limits.minBodyRate) * 1000;
+      slow = setTimeout(checkRate, Math.max(50, due - elapsed));
+      slow.unref();
+    };
+    if (limits.minBodyRate > 0) {
+      slow = setTimeout(
+        checkRate,
+        Math.max(0, limits.minBodyRateGraceMs - (performance.now() - startedAt)),
+      );
+      slow.unref();
+    }
 
     const onData = (chunk: Buffer): void => {
       receivedBytes += chunk.length;
@@ -265,6 +297,7 @@ export function readBody(
     const cleanup = (): void => {
       clearTimeout(idle);
       clearTimeout(whole);
+      clearTimeout(slow);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);

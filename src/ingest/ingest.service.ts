@@ -61,6 +61,8 @@ export class IngestService {
           maxBodyBytes: config.maxBodyBytes,
           maxDecodedBytes: config.maxDecodedBytes,
           bodyTimeoutMs: config.bodyTimeoutMs,
+          minBodyRate: config.minBodyRate,
+          minBodyRateGraceMs: config.minBodyRateGraceMs,
           spillDir: config.csvDir,
           spillThresholdBytes: config.spillThresholdBytes,
           maxQuarantineBytes: config.maxQuarantineBytes,
@@ -111,7 +113,15 @@ export class IngestService {
             node: this.config.nodeLabel,
           }
         : undefined;
-      const body = await readBody(req, encoding, requestId, plan.limits, deadlineMs, meta);
+      const body = await readBody(
+        req,
+        encoding,
+        requestId,
+        plan.limits,
+        deadlineMs,
+        meta,
+        startedAt,
+      );
       try {
         // Its answer could no longer reach the client (a parse error or an earlier answer
         // closed the connection): a commit now would be written twice by the client's retry.
