@@ -40,7 +40,11 @@ export const SAME_MALLOC = { MALLOC_TRIM_THRESHOLD_: String(MALLOC_TRIM_THRESHOL
 export async function startService(
   env: Record<string, string> = {},
 ): Promise<BenchServer & { cluster: Pm2Cluster }> {
-  const cluster = await startCluster(availableParallelism(), {
+  const instances =
+    env.INSTANCES !== undefined && env.INSTANCES !== 'max'
+      ? Number(env.INSTANCES)
+      : availableParallelism();
+  const cluster = await startCluster(instances, {
     // npm start (pm2-runtime) forks its workers with it (ecosystem.config.js); here the pm2
     // daemon gets it from the CLI's environment and hands it on.
     ...SAME_MALLOC,

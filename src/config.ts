@@ -42,6 +42,12 @@ export interface IngestConfig {
   spillThresholdBytes: number;
   /** Requests handled at once by one worker before it answers 503. */
   maxInFlight: number;
+  /** Shed ingest requests (503) while the event loop's mean delay is above this (0: off). */
+  shedEventLoopDelayMs: number;
+  /** Shed ingest requests (503) while event-loop utilization is above this, 0–1 (0: off). */
+  shedEventLoopUtilization: number;
+  /** How often both are sampled (their window). */
+  shedSampleMs: number;
   /** Largest window a zstd frame or brotli stream may declare (413 `window_too_large` beyond). */
   maxDecoderWindowBytes: number;
   /** Decoder memory (windows) all requests of one worker may hold at once (503 beyond). */
@@ -93,6 +99,15 @@ function bool(env: Env, name: string, fallback: boolean): boolean {
   if (['true', '1', 'yes', 'on'].includes(raw)) return true;
   if (['false', '0', 'no', 'off'].includes(raw)) return false;
   throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+function fraction(env: Env, name: string, fallback: number): number {
+  const raw = text(env, name, String(fallback));
+  const n = Number(raw);
+  if (!/^(0|1|0?\.\d+|1\.0*)$/.test(raw) || !(n >= 0 && n <= 1)) {
+    throw new ConfigError(name, `must be a number from 0 to 1, got "${raw}"`);
+  }
+  return n;
 }
 
 function list(raw: string): string[] {
@@ -169,6 +184,9 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     instances,
     spillThresholdBytes: integer(env, 'SPILL_THRESHOLD_BYTES', 262144, 0, 1 << 30),
     maxInFlight: integer(env, 'MAX_IN_FLIGHT', 256, 1, 1 << 20),
+    shedEventLoopDelayMs: integer(env, 'SHED_EVENT_LOOP_DELAY_MS', 50, 0, 60000),
+    shedEventLoopUtilization: fraction(env, 'SHED_EVENT_LOOP_UTILIZATION', 0),
+    shedSampleMs: integer(env, 'SHED_SAMPLE_MS', 250, 10, 60000),
     maxDecoderWindowBytes: integer(env, 'MAX_DECODER_WINDOW_BYTES', 8388608, 1024, 1 << 30),
     decoderMemoryBytes: integer(env, 'DECODER_MEMORY_BYTES', 134217728, 1 << 20, 2 ** 40),
     maxQuarantineBytes: integer(env, 'MAX_QUARANTINE_BYTES', 67108864, 1, Number.MAX_SAFE_INTEGER),

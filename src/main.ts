@@ -1,6 +1,7 @@
 /**
  * Starts one worker: `node dist/main.js` alone, or many under pm2 (`npm start`).
  */
+import underPressure from '@fastify/under-pressure';
 import 'reflect-metadata';
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
@@ -123,6 +124,7 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
   app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
   const ingest = app.get(IngestService);
+  await shedLoad(app, ingest, config);
   installRequestGate(app.getHttpServer() as HttpServer, {
     admitBeforeContinue(req: IncomingMessage) {
       if (req.method !== 'POST') return;
@@ -133,6 +135,33 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
     },
   });
   return app;
+}
+
+/**
+ * Load shedding (issue 17): @fastify/under-pressure samples the event loop's delay and
+ * utilization every SHED_SAMPLE_MS; while either is over its threshold, new ingest requests get
+ * 503 `overloaded` with `Retry-After` (in IngestService.admit, with the other refusals) instead of
+ * joining a queue whose latency grows until clients time out. Its own hook answers nothing: its
+ * pressure handler lets every request through, so /health and /metrics are never shed and the
+ * refusal has the service's error shape.
+ */
+async function shedLoad(
+  app: NestFastifyApplication,
+  ingest: IngestService,
+  config: IngestConfig,
+): Promise<void> {
+  if (config.shedEventLoopDelayMs === 0 && config.shedEventLoopUtilization === 0) return;
+  await app.register(
+    underPressure as unknown as Parameters<NestFastifyApplication['register']>[0],
+    {
+      maxEventLoopDelay: config.shedEventLoopDelayMs,
+      maxEventLoopUtilization: config.shedEventLoopUtilization,
+      sampleInterval: config.shedSampleMs,
+      pressureHandler: () => undefined,
+    },
+  );
+  const fastify = app.getHttpAdapter().getInstance() as unknown as { isUnderPressure(): boolean };
+  ingest.shedWhen(() => fastify.isUnderPressure());
 }
 
 /**

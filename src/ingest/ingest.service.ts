@@ -40,6 +40,8 @@ interface DatasetPlan {
 export class IngestService {
   readonly datasets: DatasetRegistry;
   private readonly plans = new Map<string, DatasetPlan>();
+  /** True while the worker sheds load (the event loop falls behind; see shedWhen). */
+  private underPressure: () => boolean = () => false;
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -92,7 +94,19 @@ export class IngestService {
     if (this.drain.inFlight >= this.config.maxInFlight) {
       throw new IngestError('overloaded', undefined, { retryAfter: 1 });
     }
+    if (this.underPressure()) {
+      throw new IngestError(
+        'overloaded',
+        'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION); retry later',
+        { retryAfter: 1 },
+      );
+    }
     return { dataset: dataset!, encoding };
+  }
+
+  /** Load shedding: `check` says whether the worker is under pressure (main.ts wires it). */
+  shedWhen(check: () => boolean): void {
+    this.underPressure = check;
   }
 
   async ingest(
