@@ -59,13 +59,22 @@ const REPORT_HTML = `bench/results/report${SUFFIX}.html`;
  * `no-metrics`: the service with METRICS_ENABLED=false, to measure what metrics cost;
  * `no-transform`: the service without its transform, what everything around the parsing costs.
  */
-const NAMES = ['service', 'typed', 'no-metrics', 'no-transform', 'naive', 'ceiling'] as const;
+const NAMES = [
+  'service',
+  'fsync',
+  'typed',
+  'no-metrics',
+  'no-transform',
+  'naive',
+  'ceiling',
+] as const;
 type Name = (typeof NAMES)[number];
 const COLORS: Record<Name, string> = {
   service: '#1f5fbf',
   'no-metrics': '#2e9e5b',
   'no-transform': '#8e44ad',
   typed: '#c0392b',
+  fsync: '#16a085',
   naive: '#d9730d',
   ceiling: '#6b6b6b',
 };
@@ -279,6 +288,9 @@ async function main(): Promise<void> {
   const typed = await startService({ DATASETS_FILE: typedFile });
   servers.set('typed', { ...typed, name: 'typed' });
   tempDirs.push(dirname(typed.cluster.csvDir));
+  const fsync = await startService({ CSV_FSYNC: 'true' });
+  servers.set('fsync', { ...fsync, name: 'fsync' });
+  tempDirs.push(dirname(fsync.cluster.csvDir));
   const noMetrics = await startService({ METRICS_ENABLED: 'false' });
   servers.set('no-metrics', { ...noMetrics, name: 'no-metrics' });
   tempDirs.push(dirname(noMetrics.cluster.csvDir));
@@ -482,6 +494,18 @@ async function main(): Promise<void> {
       return `INFO  typed dataset MB/s × service (default columns): ${xs.map((x, i) => `c${concurrencies[i]} ${fmt(x, 2)}×`).join(', ')}`;
     })(),
     (() => {
+      // The durability cost: CSV_FSYNC=true against false, paired within each repeat.
+      const at = (c: number) =>
+        median(
+          pick('fsync', c).map((m) => {
+            const o = pick('service', c).find((x) => x.repeat === m.repeat)!;
+            return m.mbPerSec / o.mbPerSec;
+          }),
+        );
+      const x = at(cMax);
+      return `${x >= 0.7 ? 'PASS' : 'MISS'}  CSV_FSYNC=true MB/s ≥ 0.70 × CSV_FSYNC=false at c${cMax}: ${fmt(x, 2)}× (${concurrencies.map((c) => `c${c} ${fmt(at(c), 2)}×`).join(', ')}); p99 at c${cMax}: ${fmt(row('fsync', cMax).p99, 2)} ms`;
+    })(),
+    (() => {
       // What the shape costs without any parsing: the bound on the service's ratio to the ceiling.
       const xs = high.map((c) => row('no-transform', c).xCeiling);
       return `INFO  no-transform (the service without its transform) MB/s × ceiling: ${xs.map((x, i) => `c${high[i]} ${fmt(x, 2)}×`).join(', ')}; p99 at c${cMax}: ${fmt(row('no-transform', cMax).p99, 2)} ms`;
@@ -506,6 +530,7 @@ async function main(): Promise<void> {
       `c${cMin} and c${cMax}, itself interleaved in ${warmupRounds} rotated rounds; medians over the repeats.${QUICK ? ' **Smoke run (BENCH_QUICK=1), not a measurement.**' : ''}`,
     '',
     '- **service**: `pm2 start ecosystem.config.js`, cluster mode, `INSTANCES=max`, metrics on, default log level (one line per request)',
+    '- **fsync**: the same with `CSV_FSYNC=true`: a 200 only after an fdatasync of the rows (group commit), on the ext4 disk the CSV folder is on',
     '- **typed**: the same with a datasets file (SPEC §8): the default dataset is the four default fields typed int, datetime, float, float, plus `received_at`, with a header row',
     '- **no-metrics**: the same with `METRICS_ENABLED=false`; besides the table, ' +
       `${QUICK ? 2 : 10} runs loading service and no-metrics at the same time (c2 each) give the metrics' cost in server CPU per request`,
