@@ -12,7 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NdjsonCsvTransform } from '../src/ingest/core/ndjson-csv.js';
 import type { ColumnSpec } from '../src/ingest/core/schema.js';
@@ -77,9 +77,11 @@ async function transformAt(rev: string): Promise<typeof NdjsonCsvTransform> {
   for (const f of files) {
     writeFileSync(join(dir, f), execFileSync('git', ['show', `${rev}:src/ingest/core/${f}`]));
   }
-  return (
-    (await import(join(dir, 'ndjson-csv.ts'))) as { NdjsonCsvTransform: typeof NdjsonCsvTransform }
-  ).NdjsonCsvTransform;
+  const module = (await import(join(dir, 'ndjson-csv.ts'))) as {
+    NdjsonCsvTransform: typeof NdjsonCsvTransform;
+  };
+  rmSync(dir, { recursive: true, force: true }); // loaded: the copies are no longer needed
+  return module.NdjsonCsvTransform;
 }
 
 function runTransform(): void {

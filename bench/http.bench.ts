@@ -473,7 +473,7 @@ async function main(): Promise<void> {
       );
     })(),
     (() => {
-      // glibc's page-fault state (BENCHMARKS.md, "A second per-worker state"): ~2–6 minor faults
+      // glibc's page-fault state (docs/performance-notes.md, "A second per-worker state"): ~2–6 minor faults
       // per request when a worker keeps its malloc'd pages, 50–130 when it does not.
       const per = concurrencies.map((c) =>
         median(pick('service', c).map((m) => m.faultsPerRequest)),

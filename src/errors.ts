@@ -51,7 +51,7 @@ export const ERRORS = {
   commit_record_unreadable: {
     status: 500,
     message:
-      'the commit record in the lock file is unreadable; ingest stops until an operator repairs it (README, Durability); nothing was written',
+      'the commit record in the lock file is unreadable; ingest stops until an operator repairs it (docs/OPERATIONS.md, Durability); nothing was written',
   },
   not_implemented: {
     status: 501,

@@ -12,7 +12,7 @@
  * measured 1.4–2.0 or 2.4–3.8 ms of CPU per request, with 2–4 or ~60 mark-compacts per 2,000
  * requests. A fixed factor of 3 keeps every worker out of it: `npm run bench:gc` measured 1.93 ms
  * against 3.05 (37 % less CPU per request), no full GC against 23–25 per 1,000 requests, and a
- * lower peak RSS (133–138 MiB against 147–152). Details in BENCHMARKS.md ("Garbage collection
+ * lower peak RSS (133–138 MiB against 147–152). Details in docs/performance-notes.md ("Garbage collection
  * was the largest single cost").
  *
  * V8 reads `--heap-growing-percent` whenever it computes a limit, so setting it at start-up

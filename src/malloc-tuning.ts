@@ -7,7 +7,7 @@
  * freeing those buffers at the top of the heap and faulting the same pages in again for the next
  * requests: up to 130 minor page faults and ~0.2–0.4 ms more system CPU per request, where other
  * workers of the same cluster have 2–6. Which workers do is a matter of chance, like the GC state
- * in heap-tuning.ts. With a threshold of 32 MiB every worker stays at 2–6 (BENCHMARKS.md, "A
+ * in heap-tuning.ts. With a threshold of 32 MiB every worker stays at 2–6 (docs/performance-notes.md, "A
  * second per-worker state").
  *
  * glibc reads `MALLOC_TRIM_THRESHOLD_` only when a process starts, so it has to be in the
@@ -60,6 +60,6 @@ export function mallocTrimNotice(atStart: string | null | undefined): string | n
     `MALLOC_TRIM_THRESHOLD_ was not in this worker's environment when it started, so glibc's ` +
     `default applies; some workers then spend ~0.2–0.4 ms more system CPU per request on page ` +
     `faults. npm start sets it (${MALLOC_TRIM_THRESHOLD}); under a pm2 daemon, start the daemon ` +
-    `with it (README, "Operating it")`
+    `with it (docs/OPERATIONS.md, "Running it")`
   );
 }

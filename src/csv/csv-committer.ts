@@ -410,7 +410,7 @@ export class CsvCommitter {
         `writes nothing until it is repaired. Truncate each CSV and quarantine file it names ` +
         `back to its recorded offset, or look at the tail of the day's files and truncate a ` +
         `partial commit; then write CLEAN into the lock file (printf 'CLEAN\\n' > ${this.lockPath}) ` +
-        `or delete it (README, Durability).`,
+        `or delete it (docs/OPERATIONS.md, Durability).`,
     );
   }
 

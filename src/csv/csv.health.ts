@@ -71,7 +71,7 @@ export class CsvHealthIndicator {
             path,
             message:
               `the commit record is unreadable (${record.reason}): ${JSON.stringify(record.text)}; ` +
-              `ingest is stopped until it is repaired (README, Durability)`,
+              `ingest is stopped until it is repaired (docs/OPERATIONS.md, Durability)`,
           });
         }
       } catch (err) {

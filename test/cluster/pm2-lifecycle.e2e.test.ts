@@ -26,7 +26,7 @@ interface LoadResult {
  * that hangs: when a worker is killed while the cluster primary (pm2's God daemon) is handing it a
  * new connection, Node's round-robin handle waits for the worker's reply forever and keeps the
  * connection open, so the client is neither answered nor disconnected. Real clients have such a
- * timeout (README, "Operating it").
+ * timeout (docs/OPERATIONS.md, "Running it").
  */
 const CLIENT_TIMEOUT_MS = 10000;
 
