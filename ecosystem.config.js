@@ -5,7 +5,7 @@
  */
 const instances =
   process.env.INSTANCES && process.env.INSTANCES !== 'max' ? Number(process.env.INSTANCES) : 'max';
-// glibc's heap trim threshold (src/malloc-tuning.ts): glibc reads it only when a process starts,
+// glibc's heap trim threshold (src/runtime/malloc-tuning.ts): glibc reads it only when a process starts,
 // so it must be in the environment pm2 forks the workers with, not in `env` below (pm2 applies
 // that inside the worker). pm2-runtime (`npm start`) loads this file before it forks, so this
 // reaches its workers; a pm2 daemon started earlier does not see it (docs/OPERATIONS.md, "Running it").
@@ -25,7 +25,7 @@ export const apps = [
     // worker that is still answering.
     kill_timeout: shutdownTimeoutMs + 5000,
     max_memory_restart: '512M',
-    // No node_args: each worker sets V8's heap growth itself (src/heap-tuning.ts, docs/OPERATIONS.md "Heap
+    // No node_args: each worker sets V8's heap growth itself (src/runtime/heap-tuning.ts, docs/OPERATIONS.md "Heap
     // growth"). `node_args: ['--heap-growing-percent=N']` here would override it.
     merge_logs: true,
     time: false,

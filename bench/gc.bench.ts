@@ -1,7 +1,7 @@
 /**
  * npm run bench:gc [-- --write]
  *
- * What the heap tuning is worth (src/heap-tuning.ts, src/malloc-tuning.ts): WORKERS (default 3)
+ * What the heap tuning is worth (src/runtime/heap-tuning.ts, src/runtime/malloc-tuning.ts): WORKERS (default 3)
  * fresh workers as shipped, beside as many started with `--heap-growing-percent=0` (V8's own
  * heuristic, which the command line restores) and as many without `MALLOC_TRIM_THRESHOLD_`
  * (glibc's default: the top of the heap goes back to the kernel once 128 KiB of it are free, and
@@ -34,7 +34,7 @@ const records = loadScenarios().expect.valid;
 
 /**
  * As shipped = as `npm start` and `npm run start:single` run a worker: the V8 flag it sets itself
- * (src/heap-tuning.ts) and glibc's trim threshold from its start environment (src/malloc-tuning.ts).
+ * (src/runtime/heap-tuning.ts) and glibc's trim threshold from its start environment (src/runtime/malloc-tuning.ts).
  */
 const VARIANTS: { name: string; nodeArgs: string[]; env: Record<string, string> }[] = [
   { name: 'as shipped', nodeArgs: [], env: SAME_MALLOC },

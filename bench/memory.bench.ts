@@ -24,7 +24,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createGzip } from 'node:zlib';
-import { loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config/config.js';
 import { send, startServer, tempDir, type RunningServer } from '../test/support/server.js';
 import { prng, taxiBody, taxiLine } from '../test/support/taxi.js';
 import { memoryOf } from './load.js';

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { MALLOC_TRIM_THRESHOLD } from '../src/malloc-tuning.js';
+import { MALLOC_TRIM_THRESHOLD } from '../src/runtime/malloc-tuning.js';
 import { startCluster, type Pm2Cluster } from '../test/support/pm2.js';
 import { freePort, ROOT } from '../test/support/server.js';
 import type { ClusterReady } from './cluster-primary.js';
@@ -28,7 +28,7 @@ export interface BenchServer {
 }
 
 /**
- * glibc's heap trim threshold as `npm start` sets it (src/malloc-tuning.ts), given to every
+ * glibc's heap trim threshold as `npm start` sets it (src/runtime/malloc-tuning.ts), given to every
  * server of a bench, the ceiling and the naive variant too, so that they differ by their code only.
  */
 export const SAME_MALLOC = { MALLOC_TRIM_THRESHOLD_: String(MALLOC_TRIM_THRESHOLD) };

@@ -16,9 +16,8 @@
  * The client runs on the same 2 cores as the service, so the arrival rate it reaches is reported
  * next to the one asked for. With --write the result replaces the spike section of BENCHMARKS.md.
  */
-import { Agent, request } from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { referenceBody } from '../test/support/taxi.js';
+import { closedLoop, openLoop } from './open-loop.js';
 import { machine, percentile } from './report.js';
 import { startService, type BenchServer } from './servers.js';
 import { publishSection } from './write-section.js';
@@ -39,96 +38,6 @@ const TUNING = Object.fromEntries(
 );
 const { body, source } = referenceBody();
 
-interface Answer {
-  /** performance.now() when the request was launched and when its answer ended. */
-  start: number;
-  end: number;
-  status: number;
-  retryAfter: boolean;
-  /** Connection error code, or 'timeout'. */
-  error?: string;
-}
-
-function post(url: string, agent: Agent): Promise<Answer> {
-  const start = performance.now();
-  return new Promise((resolve) => {
-    const req = request(
-      url,
-      { method: 'POST', agent, headers: { 'content-length': body.length } },
-      (res) => {
-        res.resume();
-        res.on('end', () =>
-          resolve({
-            start,
-            end: performance.now(),
-            status: res.statusCode ?? 0,
-            retryAfter: res.headers['retry-after'] !== undefined,
-          }),
-        );
-        res.on('error', (e: NodeJS.ErrnoException) =>
-          resolve({
-            start,
-            end: performance.now(),
-            status: 0,
-            retryAfter: false,
-            error: e.code ?? e.message,
-          }),
-        );
-      },
-    );
-    req.setTimeout(30000, () =>
-      req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })),
-    );
-    req.on('error', (e: NodeJS.ErrnoException) =>
-      resolve({
-        start,
-        end: performance.now(),
-        status: 0,
-        retryAfter: false,
-        error: e.code ?? e.message,
-      }),
-    );
-    req.end(body);
-  });
-}
-
-/** `connections` loops, each sending its next request when the last is answered. */
-async function closedLoop(url: string, connections: number, ms: number): Promise<Answer[]> {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
-  const answers: Answer[] = [];
-  const until = performance.now() + ms;
-  await Promise.all(
-    Array.from({ length: connections }, async () => {
-      while (performance.now() < until) answers.push(await post(url, agent));
-    }),
-  );
-  agent.destroy();
-  return answers;
-}
-
-/** Arrivals at `rate` per second for `ms`, whatever the answers (an open loop). */
-async function openLoop(
-  url: string,
-  rate: number,
-  ms: number,
-): Promise<{ answers: Answer[]; launched: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 4096 });
-  const pending: Promise<Answer>[] = [];
-  const t0 = performance.now();
-  let launched = 0;
-  while (performance.now() - t0 < ms) {
-    const due = Math.floor(((performance.now() - t0) / 1000) * rate);
-    while (launched < due) {
-      pending.push(post(url, agent));
-      launched++;
-    }
-    await sleep(2);
-  }
-  const answers = await Promise.all(pending);
-  agent.destroy();
-  return { answers, launched };
-}
-
 interface SpikeResult {
   name: string;
   capacity: number;
@@ -147,17 +56,17 @@ interface SpikeResult {
 
 async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   const url = `${server.url}/ingest`;
-  await closedLoop(url, 8, 3000); // warm-up
-  const cap = await closedLoop(url, 8, 5000);
+  await closedLoop(url, body, 8, 3000); // warm-up
+  const cap = await closedLoop(url, body, 8, 5000);
   const capOk = cap.filter((a) => a.status === 200);
   const capacity = capOk.length / 5;
   const asked = capacity * FACTOR;
   console.log(
     `${name}: capacity ${capacity.toFixed(0)} req/s; spike at ${asked.toFixed(0)} req/s for ${SECONDS} s`,
   );
-  const { answers, launched } = await openLoop(url, asked, SECONDS * 1000);
+  const { answers, launched } = await openLoop(url, body, asked, SECONDS * 1000);
   const spikeEnd = performance.now();
-  const recoveryAnswers = await closedLoop(url, 8, 5000);
+  const recoveryAnswers = await closedLoop(url, body, 8, 5000);
   const recovery = [0, 1, 2, 3, 4].map(
     (s) =>
       recoveryAnswers.filter(

@@ -1,11 +1,11 @@
 import { Global, Module, type DynamicModule } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
-import type { IngestConfig } from './config.js';
-import { INGEST_CONFIG } from './tokens.js';
+import type { IngestConfig } from './config/config.js';
+import { INGEST_CONFIG } from './config/tokens.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { IngestModule } from './ingest/ingest.module.js';
 import { HealthModule } from './health/health.module.js';
-import { ErrorShapeFilter } from './error-shape.filter.js';
+import { ErrorShapeFilter } from './http/error-shape.filter.js';
 
 @Global()
 @Module({})

@@ -15,15 +15,15 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { LogController } from 'fastify';
 import pino from 'pino';
 import { AppModule } from './app.module.js';
-import { ConnectionBalance } from './connection-balance.js';
-import { ConfigError, loadConfig, type IngestConfig } from './config.js';
-import { errorBody } from './errors.js';
-import { markClosing, requestId } from './http-answers.js';
+import { ConnectionBalance } from './runtime/connection-balance.js';
+import { ConfigError, loadConfig, type IngestConfig } from './config/config.js';
+import { errorBody } from './http/errors.js';
+import { markClosing, requestId } from './http/http-answers.js';
 import { ingestTarget } from './ingest/ingest.controller.js';
 import { IngestService } from './ingest/ingest.service.js';
-import { installRequestGate } from './request-gate.js';
-import { tuneHeapGrowth } from './heap-tuning.js';
-import { mallocTrimNotice, mallocTrimThresholdAtStart } from './malloc-tuning.js';
+import { installRequestGate } from './http/request-gate.js';
+import { tuneHeapGrowth } from './runtime/heap-tuning.js';
+import { mallocTrimNotice, mallocTrimThresholdAtStart } from './runtime/malloc-tuning.js';
 
 /**
  * Errors Node's HTTP parser raises before Fastify sees a request (bad framing, headers too large,
@@ -40,7 +40,7 @@ function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): void {
         ? [408, 'request_timeout', 'Request Timeout']
         : [400, 'bad_request', 'Bad Request'];
   // A request whose body ended just before the bytes that failed to parse is not committed: its
-  // answer would be lost behind this one (src/http-answers.ts, markClosing).
+  // answer would be lost behind this one (src/http/http-answers.ts, markClosing).
   markClosing(socket, true);
   if (!socket.writable) {
     socket.destroy(err);
@@ -166,7 +166,7 @@ async function shedLoad(
 
 /**
  * Under pm2's cluster mode with more than one worker: keep-alive connections spread evenly
- * (src/connection-balance.ts). The slot is given up as soon as the worker is told to stop, so
+ * (src/runtime/connection-balance.ts). The slot is given up as soon as the worker is told to stop, so
  * that the others no longer count on it taking connections.
  */
 function balanceConnections(app: NestFastifyApplication, config: IngestConfig): void {

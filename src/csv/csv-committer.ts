@@ -85,7 +85,7 @@ import {
 import { basename, join } from 'node:path';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { tryLock, unlock } from 'fs-native-extensions';
-import { IngestError } from '../errors.js';
+import { IngestError } from '../http/errors.js';
 import {
   CLEAN_TEXT,
   RECORD_BYTES,

@@ -1,8 +1,8 @@
 import { Inject, Injectable, Logger, type OnApplicationShutdown } from '@nestjs/common';
-import type { IngestConfig } from '../config.js';
+import type { IngestConfig } from '../config/config.js';
 import type { Dataset } from '../datasets/datasets-file.js';
 import { csvCell } from '../ingest/core/ndjson-csv.js';
-import { INGEST_CONFIG } from '../tokens.js';
+import { INGEST_CONFIG } from '../config/tokens.js';
 import { CsvCommitter, type CommitResult } from './csv-committer.js';
 import type { PendingBytes } from './pending-bytes.js';
 

@@ -3,8 +3,8 @@ import { DiskHealthIndicator, HealthIndicatorService } from '@nestjs/terminus';
 import { closeSync, constants, openSync, unlinkSync, writeSync } from 'node:fs';
 import { statfs } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { IngestConfig } from '../config.js';
-import { INGEST_CONFIG } from '../tokens.js';
+import type { IngestConfig } from '../config/config.js';
+import { INGEST_CONFIG } from '../config/tokens.js';
 import { lockFilePath, readCommitRecordFile } from './commit-record.js';
 
 /**

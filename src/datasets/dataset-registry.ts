@@ -3,7 +3,7 @@
  * from the configuration; lookups per request are a Map get and a few constant-time compares.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { IngestError } from '../errors.js';
+import { IngestError } from '../http/errors.js';
 import type { Dataset, DatasetsDefinition } from './datasets-file.js';
 
 export class DatasetRegistry {

@@ -34,7 +34,7 @@ import {
   type InflateRaw,
 } from 'node:zlib';
 import { createRequire } from 'node:module';
-import { IngestError } from '../errors.js';
+import { IngestError } from '../http/errors.js';
 
 export interface BodyDecoder {
   /** Decodes a piece; returns false when the caller should wait for `onDrain` before the next. */

@@ -9,7 +9,7 @@ import { NdjsonCsvTransform, type InvalidReason, type RowMeta } from './core/ndj
 import type { ColumnSpec } from './core/schema.js';
 import { PendingBytes } from '../csv/pending-bytes.js';
 import { createDecoder, type BodyDecoder, type DecoderLimits } from './body-decoder.js';
-import { IngestError } from '../errors.js';
+import { IngestError } from '../http/errors.js';
 
 export interface BodyLimits {
   /** The dataset's columns (the same array for every request: its compiled form is cached). */

@@ -1,8 +1,8 @@
 import { Controller, Inject, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { IngestError, toIngestError } from '../errors.js';
-import { bodyPending, sendError } from '../http-answers.js';
-import { INGEST_METRICS } from '../tokens.js';
+import { IngestError, toIngestError } from '../http/errors.js';
+import { bodyPending, sendError } from '../http/http-answers.js';
+import { INGEST_METRICS } from '../config/tokens.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { IngestService, type IngestOutcome } from './ingest.service.js';
 

@@ -1,12 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import type { IngestConfig } from '../config.js';
-import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
+import type { IngestConfig } from '../config/config.js';
+import { INGEST_CONFIG, INGEST_METRICS } from '../config/tokens.js';
 import { CsvSinkProvider } from '../csv/csv-sink.provider.js';
 import { DatasetRegistry } from '../datasets/dataset-registry.js';
 import type { Dataset } from '../datasets/datasets-file.js';
-import { IngestError } from '../errors.js';
-import { closedFor } from '../http-answers.js';
+import { IngestError } from '../http/errors.js';
+import { closedFor } from '../http/http-answers.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { DecoderBudget, parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';

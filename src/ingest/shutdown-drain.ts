@@ -1,4 +1,4 @@
-import { IdleMemoryRelease } from '../memory-release.js';
+import { IdleMemoryRelease } from '../runtime/memory-release.js';
 import {
   Inject,
   Injectable,
@@ -8,8 +8,8 @@ import {
 } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { Server, ServerResponse } from 'node:http';
-import type { IngestConfig } from '../config.js';
-import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
+import type { IngestConfig } from '../config/config.js';
+import { INGEST_CONFIG, INGEST_METRICS } from '../config/tokens.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 
 /** How long idle keep-alive clients get to send their next request once draining starts. */

@@ -1,6 +1,6 @@
 import { Global, Module, type DynamicModule } from '@nestjs/common';
-import type { IngestConfig } from '../config.js';
-import { INGEST_METRICS } from '../tokens.js';
+import type { IngestConfig } from '../config/config.js';
+import { INGEST_METRICS } from '../config/tokens.js';
 import { IngestMetrics } from './ingest-metrics.js';
 import { MetricsController } from './metrics.controller.js';
 import { MetricsService } from './metrics.service.js';

@@ -5,8 +5,8 @@ import {
   type OnModuleInit,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import type { IngestConfig } from '../config.js';
-import { INGEST_CONFIG, INGEST_METRICS } from '../tokens.js';
+import type { IngestConfig } from '../config/config.js';
+import { INGEST_CONFIG, INGEST_METRICS } from '../config/tokens.js';
 import type { IngestMetrics } from './ingest-metrics.js';
 import { ClusterScraper, answerClusterScrapes, underPm2 } from './cluster-metrics.js';
 

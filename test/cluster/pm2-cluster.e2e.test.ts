@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { readSlots } from '../../src/connection-balance.js';
+import { readSlots } from '../../src/runtime/connection-balance.js';
 import { localDay } from '../../src/csv/csv-committer.js';
 import { send, type Answer } from '../support/server.js';
 import { requestsByWorker, startCluster, waitFor, type Pm2Cluster } from '../support/pm2.js';
@@ -137,7 +137,7 @@ describe('pm2 cluster, 2 workers', () => {
 
   it('spreads a burst of 8 keep-alive connections 4/4 over the 2 workers', async () => {
     // Node's cluster primary alone split such bursts 5/3 or 6/2 about half of the time
-    // (src/connection-balance.ts). Each round sends 8 requests at once on the same 8 sockets.
+    // (src/runtime/connection-balance.ts). Each round sends 8 requests at once on the same 8 sockets.
     const body = requestBody(0, 10);
     // Warm workers, as after the test above when the file runs whole. Run alone on a fresh
     // cluster, this test saw 5/3 in 2 of 21 runs, and 0 of 20 after this round: the balance gives

@@ -15,7 +15,7 @@ import {
   zstdFrameWindow,
   type DecoderLimits,
 } from '../../src/ingest/body-decoder.js';
-import type { IngestError } from '../../src/errors.js';
+import type { IngestError } from '../../src/http/errors.js';
 
 const MiB = 1 << 20;
 

@@ -2,8 +2,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ERRORS } from '../src/errors.js';
-import { ROOT } from './support/server.js';
+import { ERRORS } from '../../src/http/errors.js';
+import { ROOT } from '../support/server.js';
 
 describe('error catalogue', () => {
   const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');

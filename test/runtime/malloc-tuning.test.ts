@@ -1,5 +1,5 @@
 /**
- * glibc's trim threshold (src/malloc-tuning.ts): `npm start` forks its workers with it and
+ * glibc's trim threshold (src/runtime/malloc-tuning.ts): `npm start` forks its workers with it and
  * `npm run start:single` starts its server with it, a user's own value wins, and a worker started
  * without it says so once.
  */
@@ -13,9 +13,9 @@ import {
   mallocTrimNotice,
   onGlibc,
   startEnvironment,
-} from '../src/malloc-tuning.js';
-import { freePort, ROOT, send, startServer, tempDir } from './support/server.js';
-import { waitFor } from './support/pm2.js';
+} from '../../src/runtime/malloc-tuning.js';
+import { freePort, ROOT, send, startServer, tempDir } from '../support/server.js';
+import { waitFor } from '../support/pm2.js';
 
 const run = promisify(execFile);
 const itOnGlibc = onGlibc() ? it : it.skip;

@@ -1,7 +1,7 @@
-/** The idle full GC after a burst (src/memory-release.ts). */
+/** The idle full GC after a burst (src/runtime/memory-release.ts). */
 import { describe, expect, it } from '@jest/globals';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IdleMemoryRelease } from '../src/memory-release.js';
+import { IdleMemoryRelease } from '../../src/runtime/memory-release.js';
 
 describe('IdleMemoryRelease', () => {
   it('runs one full GC a second after the worker goes idle, holding more than the threshold', async () => {

@@ -1,13 +1,13 @@
 /**
- * The connection balance of pm2 workers (src/connection-balance.ts): the limit rule, and the
+ * The connection balance of pm2 workers (src/runtime/connection-balance.ts): the limit rule, and the
  * counts shared through the slot file, with two balances standing for two workers.
  */
 import { describe, expect, it } from '@jest/globals';
 import { EventEmitter } from 'node:events';
 import { Server } from 'node:net';
 import { join } from 'node:path';
-import { ConnectionBalance, connectionLimit } from '../src/connection-balance.js';
-import { tempDir } from './support/server.js';
+import { ConnectionBalance, connectionLimit } from '../../src/runtime/connection-balance.js';
+import { tempDir } from '../support/server.js';
 
 describe('connectionLimit', () => {
   it('sets no limit without other workers', () => {

@@ -1,7 +1,7 @@
 /**
  * Error answers in the one shape of SPEC §3, for every path that can fail: ingest, unknown routes,
  * framework errors before routing, and the requests refused before Fastify sees them
- * (src/request-gate.ts).
+ * (src/http/request-gate.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';

@@ -1,14 +1,14 @@
 /**
- * The heap growth set at start-up (src/heap-tuning.ts): the command line wins, and a worker under
+ * The heap growth set at start-up (src/runtime/heap-tuning.ts): the command line wins, and a worker under
  * sustained load does its young-generation collections as scavenges, not as full mark-compacts.
  * The GC counts come from the service's own /metrics (prom-client's default
  * `nodejs_gc_duration_seconds`), as an operator would read them.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Agent } from 'node:http';
-import { HEAP_GROWING_PERCENT, tuneHeapGrowth } from '../src/heap-tuning.js';
-import { gcCounts, send, startServer, type RunningServer } from './support/server.js';
-import { referenceBody } from './support/taxi.js';
+import { HEAP_GROWING_PERCENT, tuneHeapGrowth } from '../../src/runtime/heap-tuning.js';
+import { gcCounts, send, startServer, type RunningServer } from '../support/server.js';
+import { referenceBody } from '../support/taxi.js';
 
 describe('tuneHeapGrowth', () => {
   it('leaves a percent given on the command line alone', () => {

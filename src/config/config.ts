@@ -9,7 +9,7 @@ import {
   legacyDataset,
   loadDatasetsFile,
   type DatasetsDefinition,
-} from './datasets/datasets-file.js';
+} from '../datasets/datasets-file.js';
 
 export interface IngestConfig {
   port: number;

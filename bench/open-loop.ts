@@ -1,0 +1,108 @@
+/**
+ * HTTP load loops for the benchmarks that need more than autocannon's closed loop: a closed loop
+ * with each answer's times, and an open loop (arrivals at a fixed rate, whatever the answers),
+ * the shape of k6's arrival-rate executors.
+ */
+import { Agent, request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface Answer {
+  /** performance.now() when the request was launched and when its answer ended. */
+  start: number;
+  end: number;
+  status: number;
+  retryAfter: boolean;
+  /** Connection error code, or 'timeout'. */
+  error?: string;
+}
+
+export function post(
+  url: string,
+  body: Buffer,
+  agent: Agent,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
+  const start = performance.now();
+  return new Promise((resolve) => {
+    const req = request(
+      url,
+      { method: 'POST', agent, headers: { ...headers, 'content-length': body.length } },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({
+            start,
+            end: performance.now(),
+            status: res.statusCode ?? 0,
+            retryAfter: res.headers['retry-after'] !== undefined,
+          }),
+        );
+        res.on('error', (e: NodeJS.ErrnoException) =>
+          resolve({
+            start,
+            end: performance.now(),
+            status: 0,
+            retryAfter: false,
+            error: e.code ?? e.message,
+          }),
+        );
+      },
+    );
+    req.setTimeout(30000, () =>
+      req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })),
+    );
+    req.on('error', (e: NodeJS.ErrnoException) =>
+      resolve({
+        start,
+        end: performance.now(),
+        status: 0,
+        retryAfter: false,
+        error: e.code ?? e.message,
+      }),
+    );
+    req.end(body);
+  });
+}
+
+/** `connections` loops, each sending its next request when the last is answered. */
+export async function closedLoop(
+  url: string,
+  body: Buffer,
+  connections: number,
+  ms: number,
+): Promise<Answer[]> {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const answers: Answer[] = [];
+  const until = performance.now() + ms;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (performance.now() < until) answers.push(await post(url, body, agent));
+    }),
+  );
+  agent.destroy();
+  return answers;
+}
+
+/** Arrivals at `rate` per second for `ms`, whatever the answers (an open loop). */
+export async function openLoop(
+  url: string,
+  body: Buffer,
+  rate: number,
+  ms: number,
+): Promise<{ answers: Answer[]; launched: number }> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 4096 });
+  const pending: Promise<Answer>[] = [];
+  const t0 = performance.now();
+  let launched = 0;
+  while (performance.now() - t0 < ms) {
+    const due = Math.floor(((performance.now() - t0) / 1000) * rate);
+    while (launched < due) {
+      pending.push(post(url, body, agent));
+      launched++;
+    }
+    await sleep(2);
+  }
+  const answers = await Promise.all(pending);
+  agent.destroy();
+  return { answers, launched };
+}
