@@ -11,6 +11,7 @@ const instances =
 // reaches its workers; a pm2 daemon started earlier does not see it (docs/OPERATIONS.md, "Running it").
 process.env.MALLOC_TRIM_THRESHOLD_ ??= String(32 * 1024 * 1024);
 const shutdownTimeoutMs = Number(process.env.SHUTDOWN_TIMEOUT_MS ?? 10000);
+const shutdownDelayMs = Number(process.env.SHUTDOWN_DELAY_MS ?? 0);
 
 export const apps = [
   {
@@ -21,9 +22,9 @@ export const apps = [
     // The worker calls process.send('ready') after listen; pm2 waits for it on start and reload.
     wait_ready: true,
     listen_timeout: 15000,
-    // Longer than the drain (SHUTDOWN_TIMEOUT_MS + keep-alive grace), so pm2 never SIGKILLs a
-    // worker that is still answering.
-    kill_timeout: shutdownTimeoutMs + 5000,
+    // Longer than the lame-duck period and the drain (SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS +
+    // keep-alive grace), so pm2 never SIGKILLs a worker that is still answering.
+    kill_timeout: shutdownDelayMs + shutdownTimeoutMs + 5000,
     max_memory_restart: '512M',
     // No node_args: each worker sets V8's heap growth itself (src/runtime/heap-tuning.ts, docs/OPERATIONS.md "Heap
     // growth"). `node_args: ['--heap-growing-percent=N']` here would override it.

@@ -60,6 +60,8 @@ export interface IngestConfig {
   healthMinFreeBytes: number;
   /** How long a stopping worker waits for the requests in flight. */
   shutdownTimeoutMs: number;
+  /** SHUTDOWN_DELAY_MS: on SIGTERM/SIGINT, how long to keep accepting, unready, before draining. */
+  shutdownDelayMs: number;
   /** Per-worker metrics collection timeout when /metrics gathers the whole pm2 cluster. */
   metricsTimeoutMs: number;
   /** false: the ingest path records no metrics (to measure their cost). */
@@ -199,6 +201,7 @@ export function loadConfig(env: Env = process.env): IngestConfig {
       Number.MAX_SAFE_INTEGER,
     ),
     shutdownTimeoutMs: integer(env, 'SHUTDOWN_TIMEOUT_MS', 10000, 0, 2 ** 31 - 1),
+    shutdownDelayMs: integer(env, 'SHUTDOWN_DELAY_MS', 0, 0, 2 ** 31 - 1),
     metricsTimeoutMs: integer(env, 'METRICS_TIMEOUT_MS', 1000, 1, 60000),
     metricsEnabled: bool(env, 'METRICS_ENABLED', true),
     logLevel: text(env, 'LOG_LEVEL', 'info'),

@@ -74,8 +74,17 @@ export class ShutdownDrain implements OnModuleDestroy, BeforeApplicationShutdown
     this.started = true;
     this.draining = true;
     const server = this.adapterHost.httpAdapter?.getHttpServer() as Server | undefined;
-    this.logger.log(`draining (${signal ?? 'close'}): ${this.inFlight} requests in flight`);
     if (server === undefined) return;
+    // SPEC §7: a lame-duck period. /health is already 503 (onModuleDestroy); the listener stays
+    // open and every request is answered as usual until the balancer, which polls /health, has
+    // taken this host out; closing at once would refuse the connections it still sends meanwhile.
+    if (this.config.shutdownDelayMs > 0) {
+      this.logger.log(
+        `unready (${signal ?? 'close'}): still accepting for SHUTDOWN_DELAY_MS (${this.config.shutdownDelayMs} ms) before draining`,
+      );
+      await sleep(this.config.shutdownDelayMs);
+    }
+    this.logger.log(`draining (${signal ?? 'close'}): ${this.inFlight} requests in flight`);
     // Before Fastify's handler: every answer from now on closes its connection.
     server.prependListener('request', (_req, res: ServerResponse) =>
       res.setHeader('connection', 'close'),
