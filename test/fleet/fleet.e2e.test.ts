@@ -7,11 +7,12 @@
  * - SIGTERM to host 2 (pm2-runtime): no request fails;
  * - host 1 started again: it gets traffic again;
  * - every acknowledged request's rows appear once, whole and contiguous, across the fleet's files.
- * Needs root (network namespaces) and haproxy; elsewhere it reports itself skipped.
+ * The same with deploy/nginx/nginx.conf (passive checks: a refused connection goes to the next
+ * host). Needs root (network namespaces), haproxy and nginx; elsewhere it reports itself skipped.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -20,7 +21,6 @@ import { freePort, ROOT, tempDir } from '../support/server.js';
 const canRun =
   process.getuid?.() === 0 &&
   spawnSync('sh', ['-c', 'command -v haproxy && command -v ip']).status === 0;
-const suite = canRun ? describe : describe.skip;
 if (!canRun) console.warn('fleet test skipped: needs root, ip (iproute2) and haproxy');
 
 const TAG = process.pid % 10000;
@@ -106,12 +106,52 @@ interface Sent {
   status: number;
 }
 
-suite('a fleet of 3 hosts behind HAProxy', () => {
+/** Starts the balancer on 127.0.0.1:port in front of the three hosts, from the shipped file. */
+function startBalancer(kind: 'haproxy' | 'nginx', port: number): ChildProcess {
+  if (kind === 'haproxy') {
+    return spawn('haproxy', ['-db', '-f', join(ROOT, 'deploy/haproxy/haproxy.cfg')], {
+      env: {
+        PATH: process.env.PATH,
+        LISTEN: `127.0.0.1:${port}`,
+        HOST1: `${addr(1)}:8888`,
+        HOST2: `${addr(2)}:8888`,
+        HOST3: `${addr(3)}:8888`,
+      },
+      stdio: 'ignore',
+    });
+  }
+  // nginx has no environment in its configuration: the addresses and the port are rewritten.
+  const prefix = tempDir('nginx-');
+  const conf = readFileSync(join(ROOT, 'deploy/nginx/nginx.conf'), 'utf8')
+    .replaceAll('10.0.0.11:8888', `${addr(1)}:8888`)
+    .replaceAll('10.0.0.12:8888', `${addr(2)}:8888`)
+    .replaceAll('10.0.0.13:8888', `${addr(3)}:8888`)
+    .replace('listen 8080;', `listen 127.0.0.1:${port};`);
+  writeFileSync(join(prefix, 'nginx.conf'), conf);
+  // As root, nginx's workers would run as nobody, who cannot write the temporary folders here.
+  return spawn(
+    'nginx',
+    ['-c', join(prefix, 'nginx.conf'), '-p', `${prefix}/`, '-g', 'daemon off; user root;'],
+    {
+      stdio: 'ignore',
+    },
+  );
+}
+
+describe.each(['haproxy', 'nginx'] as const)('a fleet of 3 hosts behind %s', (kind) => {
+  if (!canRun || (kind === 'nginx' && spawnSync('sh', ['-c', 'command -v nginx']).status !== 0)) {
+    it.skip('needs root, ip (iproute2), haproxy and nginx', () => undefined);
+    return;
+  }
+  fleet(kind);
+});
+
+function fleet(kind: 'haproxy' | 'nginx'): void {
   const hosts: Host[] = HOSTS.map((k) => {
-    const dir = tempDir(`fleet-h${k}-`);
+    const dir = tempDir(`fleet-${kind}-h${k}-`);
     return { k, dir, csvDir: join(dir, 'csv'), proc: null };
   });
-  let haproxy: ChildProcess | null = null;
+  let balancer: ChildProcess | null = null;
   let port = 0;
 
   beforeAll(async () => {
@@ -143,25 +183,16 @@ suite('a fleet of 3 hosts behind HAProxy', () => {
       await waitHealthy(h.k);
     }
     port = await freePort();
-    haproxy = spawn('haproxy', ['-db', '-f', join(ROOT, 'deploy/haproxy/haproxy.cfg')], {
-      env: {
-        PATH: process.env.PATH,
-        LISTEN: `127.0.0.1:${port}`,
-        HOST1: `${addr(1)}:8888`,
-        HOST2: `${addr(2)}:8888`,
-        HOST3: `${addr(3)}:8888`,
-      },
-      stdio: 'ignore',
-    });
+    balancer = startBalancer(kind, port);
     const until = Date.now() + 15000;
     while ((await get(`http://127.0.0.1:${port}/health`)) !== 200) {
-      if (Date.now() > until) throw new Error('haproxy did not answer');
+      if (Date.now() > until) throw new Error(`${kind} did not answer`);
       await sleep(200);
     }
   }, 240000);
 
   afterAll(async () => {
-    if (haproxy?.pid !== undefined) haproxy.kill('SIGTERM');
+    if (balancer?.pid !== undefined) balancer.kill('SIGTERM');
     for (const h of hosts) {
       for (const pid of pidsOf(h.k))
         if (cmdline(pid).includes('pm2-runtime')) process.kill(pid, 'SIGTERM');
@@ -282,11 +313,11 @@ suite('a fleet of 3 hosts behind HAProxy', () => {
       new Set([1, 2, 3]),
     );
     console.log(
-      `fleet: ${sent.length} requests, ${acked.length} acknowledged; failed: ` +
+      `fleet behind ${kind}: ${sent.length} requests, ${acked.length} acknowledged; failed: ` +
         `${sent.length - acked.length} (all before kill + 3 s: ${sent.filter((s) => s.status !== 200).every((s) => s.at < killAt + 3000)})`,
     );
   }, 180000);
-});
+}
 
 function fleetRows(csvDir: string): number {
   if (!existsSync(csvDir)) return 0;
