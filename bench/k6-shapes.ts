@@ -8,10 +8,11 @@
  * output in k6/README.md. Ramps are run as steps.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { answersAsExpected, badInputs } from '../k6/lib/bad-inputs.js';
 import { taxiBody } from '../test/support/taxi.js';
+import { replayBadInput } from '../test/support/bad-input-replay.js';
 import { closedLoop, openLoop, post, type Answer } from './open-loop.js';
 import { machine, percentile } from './report.js';
 import { startService } from './servers.js';
@@ -109,26 +110,7 @@ async function badInput(base: string): Promise<string> {
   const lines: string[] = [];
   const checks: boolean[] = [];
   for (const c of badInputs({ DATASET: 'nyc_taxi' })) {
-    const answer = await new Promise<{ status: number; json: unknown }>((resolve) => {
-      const body = c.body === null ? null : Buffer.from(c.body as string | ArrayBuffer as never);
-      const headers: Record<string, string | number> = { ...c.headers };
-      if (body !== null) headers['content-length'] = body.length;
-      const req = request(base + c.path, { method: c.method, headers, agent: false }, (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => (text += d.toString()));
-        res.on('end', () => {
-          let json: unknown = null;
-          try {
-            json = JSON.parse(text);
-          } catch {
-            // the check reports it
-          }
-          resolve({ status: res.statusCode ?? 0, json });
-        });
-      });
-      req.on('error', () => resolve({ status: 0, json: null }));
-      req.end(body ?? undefined);
-    });
+    const answer = await replayBadInput(base, c);
     const pass = answersAsExpected(c, answer.status, answer.json);
     checks.push(pass);
     lines.push(

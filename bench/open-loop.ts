@@ -24,6 +24,14 @@ export function post(
 ): Promise<Answer> {
   const start = performance.now();
   return new Promise((resolve) => {
+    const failed = (e: NodeJS.ErrnoException) =>
+      resolve({
+        start,
+        end: performance.now(),
+        status: 0,
+        retryAfter: false,
+        error: e.code ?? e.message,
+      });
     const req = request(
       url,
       { method: 'POST', agent, headers: { ...headers, 'content-length': body.length } },
@@ -37,29 +45,13 @@ export function post(
             retryAfter: res.headers['retry-after'] !== undefined,
           }),
         );
-        res.on('error', (e: NodeJS.ErrnoException) =>
-          resolve({
-            start,
-            end: performance.now(),
-            status: 0,
-            retryAfter: false,
-            error: e.code ?? e.message,
-          }),
-        );
+        res.on('error', failed);
       },
     );
     req.setTimeout(30000, () =>
       req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })),
     );
-    req.on('error', (e: NodeJS.ErrnoException) =>
-      resolve({
-        start,
-        end: performance.now(),
-        status: 0,
-        retryAfter: false,
-        error: e.code ?? e.message,
-      }),
-    );
+    req.on('error', failed);
     req.end(body);
   });
 }

@@ -14,7 +14,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { taxiBody } from './lib/ndjson-bodies.js';
-import { answerOf } from './lib/answer.js';
+import { addScenarioThresholds, answerOf, ingestChecks } from './lib/answer.js';
 
 const config = JSON.parse(open('./scenarios.json'));
 const reference = config.bodies.reference;
@@ -105,9 +105,7 @@ selectedShapes().forEach(function (shape) {
     tags: { concurrency: String(shape.concurrency) },
   };
   offset += shape.maxDurationSeconds + GRACEFUL_STOP_SECONDS;
-  Object.keys(config.thresholds).forEach(function (metric) {
-    thresholds[metric + '{scenario:' + shape.name + '}'] = [config.thresholds[metric]];
-  });
+  addScenarioThresholds(thresholds, shape.name, config.thresholds);
 });
 
 export const options = {
@@ -121,14 +119,5 @@ export const options = {
 
 export default function () {
   const res = http.post(INGEST_URL, BODY, PARAMS);
-  const answer = answerOf(res);
-  const stats = answer && answer.result && answer.result.stats;
-  check(res, {
-    'status is 200': function (r) {
-      return r.status === 200;
-    },
-    ['result.stats.records.valid is ' + EXPECT_VALID]: function () {
-      return Boolean(stats && stats.records && stats.records.valid === EXPECT_VALID);
-    },
-  });
+  check(res, ingestChecks(answerOf(res), EXPECT_VALID));
 }

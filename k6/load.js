@@ -14,7 +14,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { taxiBody } from './lib/ndjson-bodies.js';
-import { answerOf } from './lib/answer.js';
+import { addScenarioThresholds, answerOf, ingestChecks } from './lib/answer.js';
 
 const config = JSON.parse(open('./scenarios.json'));
 const load = config.load;
@@ -52,9 +52,7 @@ routes.forEach(function (r) {
     env: { ROUTE: r.path },
     tags: { route: r.name },
   };
-  Object.keys(load.thresholds).forEach(function (metric) {
-    thresholds[metric + '{scenario:' + r.name + '}'] = [load.thresholds[metric]];
-  });
+  addScenarioThresholds(thresholds, r.name, load.thresholds);
 });
 
 export const options = {
@@ -70,16 +68,7 @@ export function post() {
     headers: HEADERS,
     tags: { name: 'POST ' + path.split('?')[0] },
   });
-  const answer = answerOf(res);
-  const stats = answer && answer.result && answer.result.stats;
-  check(res, {
-    'status is 200': function (r) {
-      return r.status === 200;
-    },
-    ['result.stats.records.valid is ' + EXPECT_VALID]: function () {
-      return Boolean(stats && stats.records && stats.records.valid === EXPECT_VALID);
-    },
-  });
+  check(res, ingestChecks(answerOf(res), EXPECT_VALID));
 }
 
 export default function () {

@@ -5,45 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { localDay } from '../../src/csv/csv-committer.js';
 import { ERRORS } from '../../src/http/errors.js';
 import { answersAsExpected, badInputs } from '../../k6/lib/bad-inputs.js';
 import { startServer, type RunningServer } from '../support/server.js';
+import { replayBadInput } from '../support/bad-input-replay.js';
 
 const ENV = { TOKEN: 'k6-token', MAX_BODY_BYTES: '1024', DATASET: 'nyc_taxi' };
-
-function replay(
-  base: string,
-  c: ReturnType<typeof badInputs>[number],
-): Promise<{ status: number; json: unknown }> {
-  return new Promise((resolve, reject) => {
-    const body =
-      c.body === null
-        ? null
-        : typeof c.body === 'string'
-          ? Buffer.from(c.body)
-          : Buffer.from(c.body);
-    const headers: Record<string, string | number> = { ...c.headers };
-    if (body !== null) headers['content-length'] = body.length;
-    const req = request(base + c.path, { method: c.method, headers, agent: false }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => {
-        let json: unknown = null;
-        try {
-          json = JSON.parse(text);
-        } catch {
-          // reported by the check
-        }
-        resolve({ status: res.statusCode ?? 0, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(body ?? undefined);
-  });
-}
 
 describe('k6/bad-input.js cases against the real service', () => {
   let server: RunningServer;
@@ -62,7 +31,7 @@ describe('k6/bad-input.js cases against the real service', () => {
   it.each(cases.map((c) => [c.code ?? 'control', c.method, c.path, c] as const))(
     '%s: %s %s',
     async (_code, _method, _path, c) => {
-      const a = await replay(server.url, c);
+      const a = await replayBadInput(server.url, c);
       expect({ status: a.status, json: a.json }).toMatchObject({ status: c.status });
       expect(answersAsExpected(c, a.status, a.json)).toBe(true);
       if (c.code !== null) expect(ERRORS[c.code as keyof typeof ERRORS].status).toBe(c.status);
