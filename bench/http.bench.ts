@@ -59,7 +59,7 @@ const REPORT_HTML = `bench/results/report${SUFFIX}.html`;
  * `no-metrics`: the service with METRICS_ENABLED=false, to measure what metrics cost;
  * `no-transform`: the service without its transform, what everything around the parsing costs.
  */
-const NAMES = [
+const ALL_NAMES = [
   'service',
   'fsync',
   'typed',
@@ -68,7 +68,13 @@ const NAMES = [
   'naive',
   'ceiling',
 ] as const;
-type Name = (typeof NAMES)[number];
+type Name = (typeof ALL_NAMES)[number];
+/** BENCH_SERVERS=service,fsync: only these (with the ceiling and naive the ratios need). */
+const NAMES: readonly Name[] = process.env.BENCH_SERVERS
+  ? ALL_NAMES.filter((n) =>
+      [...process.env.BENCH_SERVERS!.split(','), 'service', 'ceiling', 'naive'].includes(n),
+    )
+  : ALL_NAMES;
 const COLORS: Record<Name, string> = {
   service: '#1f5fbf',
   'no-metrics': '#2e9e5b',
@@ -282,21 +288,19 @@ async function main(): Promise<void> {
   tempDirs.push(dirname(serviceCsvDir));
   // The same service with a datasets file: the default dataset is the four default fields typed
   // int, datetime, float, float, plus received_at (SPEC §8), under a header.
+  const variant = async (name: Name, env: Record<string, string>): Promise<void> => {
+    if (!NAMES.includes(name)) return;
+    const s = await startService(env);
+    servers.set(name, { ...s, name });
+    tempDirs.push(dirname(s.cluster.csvDir));
+  };
   const typedFile = join(tempDir('bench-typed-'), 'datasets.yaml');
   tempDirs.push(dirname(typedFile));
   writeFileSync(typedFile, TYPED_DATASETS);
-  const typed = await startService({ DATASETS_FILE: typedFile });
-  servers.set('typed', { ...typed, name: 'typed' });
-  tempDirs.push(dirname(typed.cluster.csvDir));
-  const fsync = await startService({ CSV_FSYNC: 'true' });
-  servers.set('fsync', { ...fsync, name: 'fsync' });
-  tempDirs.push(dirname(fsync.cluster.csvDir));
-  const noMetrics = await startService({ METRICS_ENABLED: 'false' });
-  servers.set('no-metrics', { ...noMetrics, name: 'no-metrics' });
-  tempDirs.push(dirname(noMetrics.cluster.csvDir));
-  const noTransform = await startService({ NODE_OPTIONS: NO_TRANSFORM_NODE_OPTIONS });
-  servers.set('no-transform', { ...noTransform, name: 'no-transform' });
-  tempDirs.push(dirname(noTransform.cluster.csvDir));
+  await variant('typed', { DATASETS_FILE: typedFile });
+  await variant('fsync', { CSV_FSYNC: 'true' });
+  await variant('no-metrics', { METRICS_ENABLED: 'false' });
+  await variant('no-transform', { NODE_OPTIONS: NO_TRANSFORM_NODE_OPTIONS });
   servers.set('ceiling', await startNodeCluster('ceiling', 'ceiling-server.ts'));
   servers.set('naive', await startNodeCluster('naive', 'naive-server.ts', { CSV_DIR: naiveCsv }));
   for (const s of servers.values())
@@ -331,7 +335,7 @@ async function main(): Promise<void> {
   // (and by ±30 % between two adjacent runs), far more than the effect measured, so both
   // clusters take the same load side by side, under the same host conditions, and their server
   // CPU per request is compared (the service is CPU-bound, so CPU per request is throughput cost).
-  const abPairs = QUICK ? 2 : 10;
+  const abPairs = !NAMES.includes('no-metrics') ? 0 : QUICK ? 2 : 10;
   const abRuns: Measured[] = [];
   const metricsCosts: number[] = [];
   for (let r = 0; r < abPairs; r++) {
@@ -448,6 +452,7 @@ async function main(): Promise<void> {
       return `${verdict(p99 <= 15)}  service p99 at c${cMax} ≤ 15 ms: ${fmt(p99, 2)} ms`;
     })(),
     (() => {
+      if (!NAMES.includes('no-metrics')) return 'INFO  no-metrics: not run (BENCH_SERVERS)';
       // Throughput cost of metrics: 1 − service / no-metrics over adjacent pairs at c4.
       const cost = median(metricsCosts);
       const spread = `pairs from ${fmt(100 * Math.min(...metricsCosts), 1)}% to ${fmt(100 * Math.max(...metricsCosts), 1)}%`;
@@ -482,6 +487,7 @@ async function main(): Promise<void> {
       return `INFO  service workers' minor page faults per request: ${per.map((x, i) => `c${concurrencies[i]} ${fmt(x, 1)}`).join(', ')}; system CPU ms per request: ${sys.map((x, i) => `c${concurrencies[i]} ${fmt(x, 2)}`).join(', ')}`;
     })(),
     (() => {
+      if (!NAMES.includes('typed')) return 'INFO  typed: not run (BENCH_SERVERS)';
       // A typed dataset against the default columns, paired within each repeat.
       const xs = concurrencies.map((c) =>
         median(
@@ -494,6 +500,7 @@ async function main(): Promise<void> {
       return `INFO  typed dataset MB/s × service (default columns): ${xs.map((x, i) => `c${concurrencies[i]} ${fmt(x, 2)}×`).join(', ')}`;
     })(),
     (() => {
+      if (!NAMES.includes('fsync')) return 'INFO  fsync: not run (BENCH_SERVERS)';
       // The durability cost: CSV_FSYNC=true against false, paired within each repeat.
       const at = (c: number) =>
         median(
@@ -506,6 +513,7 @@ async function main(): Promise<void> {
       return `${x >= 0.7 ? 'PASS' : 'MISS'}  CSV_FSYNC=true MB/s ≥ 0.70 × CSV_FSYNC=false at c${cMax}: ${fmt(x, 2)}× (${concurrencies.map((c) => `c${c} ${fmt(at(c), 2)}×`).join(', ')}); p99 at c${cMax}: ${fmt(row('fsync', cMax).p99, 2)} ms`;
     })(),
     (() => {
+      if (!NAMES.includes('no-transform')) return 'INFO  no-transform: not run (BENCH_SERVERS)';
       // What the shape costs without any parsing: the bound on the service's ratio to the ceiling.
       const xs = high.map((c) => row('no-transform', c).xCeiling);
       return `INFO  no-transform (the service without its transform) MB/s × ceiling: ${xs.map((x, i) => `c${high[i]} ${fmt(x, 2)}×`).join(', ')}; p99 at c${cMax}: ${fmt(row('no-transform', cMax).p99, 2)} ms`;

@@ -510,7 +510,10 @@ class GroupSync {
       f.hold();
       this.files.add(f);
     }
-    if (this.running === null) return (this.running = this.start());
+    // A round starts on the next turn of the event loop, not at once: the commits that finish in
+    // this turn (other requests' commits, queued behind this one) join it instead of waiting for
+    // the round after, so one fdatasync covers several commits.
+    if (this.running === null) return (this.running = nextTurn().then(() => this.start()));
     if (this.next === null) {
       this.next = this.running.then(
         () => {
