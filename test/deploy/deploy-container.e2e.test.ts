@@ -94,6 +94,13 @@ describe('deploy/Dockerfile, its runtime stage replayed', () => {
     expect(readdirSync(join(app, 'node_modules'))).not.toContain('jest');
     expect(readdirSync(join(app, 'node_modules', '.bin'))).toContain('pm2-runtime');
     expect(Number(dockerEnv(app).SHUTDOWN_DELAY_MS)).toBeGreaterThan(1000);
+    // The operators' command works in the production install (no TypeScript there).
+    const checked = execFileSync(
+      'npm',
+      ['run', '-s', 'datasets', '--', 'check', join(ROOT, 'examples/datasets.yaml')],
+      { cwd: app, encoding: 'utf8' },
+    );
+    expect(checked).toMatch(/ok, 2 dataset\(s\)/);
 
     const agent = new Agent({ keepAlive: true, maxSockets: 4 });
     const statuses: number[] = [];
