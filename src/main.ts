@@ -130,7 +130,6 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
       if (req.method !== 'POST') return;
       const target = ingestTarget(req.url ?? '/');
       if (target === null) return;
-      if (target.dataset === '') ingest.datasets.refuseUnknown('', req.headers.authorization);
       ingest.admit(req.headers, target.dataset);
     },
   });

@@ -8,6 +8,7 @@
  * page-cache write of one chunk (≤ 64 KiB) costs tens of microseconds, less than the promise
  * round trip that an async write would add per chunk.
  */
+import { discard } from '../ingest/core/discard.js';
 import { closeSync, openSync, readSync, unlinkSync, writeSync, constants } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -79,11 +80,8 @@ export class PendingBytes {
 
   /** Frees the memory and the temporary file. Safe to call twice. */
   dispose(): void {
-    const b = this.buffer;
-    // Frees it at the next scavenge, not the next full GC (see discard in ndjson-csv.ts).
-    if (b !== null && b.byteOffset === 0 && b.length === b.buffer.byteLength && b.length >= 65536) {
-      structuredClone(b.buffer, { transfer: [b.buffer as ArrayBuffer] });
-    }
+    // Freed at the next scavenge, not the next full GC.
+    if (this.buffer !== null) discard(this.buffer);
     this.buffer = null;
     this.used = 0;
     if (this.spillFd >= 0) {

@@ -51,7 +51,9 @@ export class DatasetRegistry {
     }
     throw new IngestError(
       'unknown_dataset',
-      `no dataset named ${JSON.stringify(name.slice(0, 64))}; nothing was written`,
+      name === ''
+        ? 'POST /v0/events needs the dataset as ?name=<dataset>; nothing was written'
+        : `no dataset named ${JSON.stringify(name.slice(0, 64))}; nothing was written`,
     );
   }
 

@@ -252,15 +252,14 @@ export function readBody(
         return;
       }
       const due = (receivedBytes / limits.minBodyRate) * 1000;
-      slow = setTimeout(checkRate, Math.max(50, due - elapsed));
+      armRate(Math.max(50, due - elapsed));
+    };
+    const armRate = (ms: number): void => {
+      slow = setTimeout(checkRate, ms);
       slow.unref();
     };
     if (limits.minBodyRate > 0) {
-      slow = setTimeout(
-        checkRate,
-        Math.max(0, limits.minBodyRateGraceMs - (performance.now() - startedAt)),
-      );
-      slow.unref();
+      armRate(Math.max(0, limits.minBodyRateGraceMs - (performance.now() - startedAt)));
     }
 
     const onData = (chunk: Buffer): void => {

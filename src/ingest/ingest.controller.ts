@@ -1,6 +1,6 @@
 import { Controller, Inject, Post, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { IngestError, toIngestError } from '../http/errors.js';
+import { toIngestError } from '../http/errors.js';
 import { bodyPending, sendError } from '../http/http-answers.js';
 import { INGEST_METRICS } from '../config/tokens.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
@@ -82,12 +82,6 @@ export class IngestController {
     let receivedBytes: number | undefined;
     let dataset = '';
     try {
-      if (datasetName === '') {
-        throw new IngestError(
-          'unknown_dataset',
-          'POST /v0/events needs the dataset as ?name=<dataset>; nothing was written',
-        );
-      }
       const admission = this.ingest.admit(request.headers, datasetName);
       dataset = admission.dataset.name;
       outcome = await this.ingest.ingest(request.raw, admission, requestId, startedAt);

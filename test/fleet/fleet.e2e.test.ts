@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, ROOT, tempDir } from '../support/server.js';
+import { freePort, ROOT, send, tempDir } from '../support/server.js';
 
 /** Root, the tools, and a network namespace can really be made here (a container may forbid it). */
 function fleetPossible(): boolean {
@@ -87,16 +87,12 @@ function cmdline(pid: number): string {
   }
 }
 
+/** The status of a GET, or 0 when there is no answer within a second. */
 function get(url: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request(url, { agent: false, timeout: 1000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(0));
-    req.end();
-  });
+  return send(url, null, { method: 'GET', timeoutMs: 1000 }).then(
+    (a) => a.status,
+    () => 0,
+  );
 }
 
 async function waitHealthy(k: number, timeoutMs = 60000): Promise<void> {

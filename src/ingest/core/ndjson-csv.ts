@@ -27,6 +27,7 @@
  *   repeats.
  */
 import { isUtf8 } from 'node:buffer';
+import { discard } from './discard.js';
 import { KERNEL_WASM_BASE64 } from './kernel-wasm.js';
 import {
   MAX_META_BYTES,
@@ -648,24 +649,6 @@ export class NdjsonCsvTransform {
 }
 
 const LF_BUFFER = Buffer.from([LF]);
-const EMPTY = Buffer.alloc(0);
-
-/**
- * Frees a request's buffer at the next scavenge instead of the next full GC. The carry, `out` and
- * their grown copies live as long as a request, so they are promoted to the old generation, and a
- * worker that then gets only ordinary requests runs no full GC for a long time (heap-tuning.ts):
- * after 64 concurrent bodies of 1 MB lines ~80 MB of dead buffers stayed allocated (bench:memory,
- * "RSS after"). Moving the backing store to a new ArrayBuffer that nothing references (a transfer,
- * no copy) leaves it to the young generation. Only for a buffer that owns its whole ArrayBuffer
- * (not a slice of Buffer's pool), and only above 64 KiB - 1, where it is worth a structuredClone.
- */
-function discard(b: Buffer): Buffer {
-  const ab = b.buffer as ArrayBuffer; // Buffer.allocUnsafe never makes a SharedArrayBuffer
-  if (b.byteOffset === 0 && b.length === ab.byteLength && ab.byteLength >= 65536) {
-    structuredClone(ab, { transfer: [ab] });
-  }
-  return EMPTY;
-}
 
 /** Only JSON whitespace (space, tab, CR) or LF. */
 function isBlank(b: Buffer, s: number, e: number): boolean {

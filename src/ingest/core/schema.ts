@@ -136,8 +136,6 @@ export interface CompiledSchema {
   fixedBound: number;
   /** Some column is a meta value taken from the request (request_id, received_at, node). */
   metaColumns: boolean;
-  /** Every column is a `json` path of one top-level key (the kernel's plain row loop). */
-  plain: boolean;
 }
 
 /** Longest meta value a fixed cell may hold (longer request ids are cut in the error). */
@@ -194,62 +192,39 @@ export function compileSchema(
   // slots are numbered depth-first so each subtree's slots are one range.
   const entries: CompiledEntry[] = [];
   const nodes: CompiledNode[] = [];
-  const stepIds = new Map<TrieStep, number>();
+  // Each node's subtree slots [lo, hi), as the depth-first numbering meets them.
+  const ranges = new Map<TrieNode, { lo: number; hi: number }>();
   let slots = 0;
-  const numberSlots = (node: TrieNode): { lo: number; hi: number } => {
+  const numberSlots = (node: TrieNode): void => {
     const lo = slots;
     for (const s of node.steps.values()) {
       if (leafOf.includes(s)) s.slot = slots++;
       if (s.child !== null) numberSlots(s.child);
     }
-    return { lo, hi: slots };
+    ranges.set(node, { lo, hi: slots });
   };
   numberSlots(root);
   const queue: TrieNode[] = [root];
   const nodeIds = new Map<TrieNode, number>([[root, 0]]);
-  const pendingChild: { entry: number; node: TrieNode }[] = [];
   while (queue.length > 0) {
     const node = queue.shift()!;
-    const id = nodeIds.get(node)!;
     const first = entries.length;
     for (const s of node.steps.values()) {
-      stepIds.set(s, entries.length);
+      let child = -1;
+      if (s.child !== null) {
+        child = nodeIds.size;
+        nodeIds.set(s.child, child);
+        queue.push(s.child);
+      }
       entries.push({
         key: 'key' in s.step ? Buffer.from(s.step.key, 'utf8') : null,
         index: 'index' in s.step ? s.step.index : -1,
         slot: s.slot,
-        child: -1,
+        child,
       });
-      if (s.child !== null) {
-        nodeIds.set(s.child, nodeIds.size);
-        queue.push(s.child);
-        pendingChild.push({ entry: entries.length - 1, node: s.child });
-      }
     }
-    nodes[id] = { first, count: entries.length - first, lo: 0, hi: 0 };
+    nodes[nodeIds.get(node)!] = { first, count: entries.length - first, ...ranges.get(node)! };
   }
-  for (const { entry, node } of pendingChild) entries[entry].child = nodeIds.get(node)!;
-  const ranges = (node: TrieNode): { lo: number; hi: number } => {
-    let lo = Infinity;
-    let hi = -Infinity;
-    for (const s of node.steps.values()) {
-      if (s.slot >= 0) {
-        lo = Math.min(lo, s.slot);
-        hi = Math.max(hi, s.slot + 1);
-      }
-      if (s.child !== null) {
-        const r = ranges(s.child);
-        lo = Math.min(lo, r.lo);
-        hi = Math.max(hi, r.hi);
-      }
-    }
-    if (lo === Infinity) lo = hi = 0;
-    const n = nodes[nodeIds.get(node)!];
-    n.lo = lo;
-    n.hi = hi;
-    return { lo, hi };
-  };
-  ranges(root);
   if (entries.length > 2048) throw new Error('at most 2048 path steps in all');
   if (nodes.length > 1024) throw new Error('at most 1024 nested members on paths');
   const keyBytes = entries.reduce((n, e) => n + (e.key?.length ?? 0), 0);
@@ -295,7 +270,6 @@ export function compileSchema(
     (n, c) => n + (c.fixed?.length ?? 0) + (c.meta !== undefined ? 2 * MAX_META_BYTES + 2 : 0) + 32,
     0,
   );
-  const plain = columns.every((c, i) => c.type === 0 && c.slot === i && c.flags === 0);
   const key = JSON.stringify([
     columns.map((c) => [c.type, c.slot, c.flags, c.fixed?.toString('base64') ?? null]),
     entries.map((e) => [e.key?.toString('base64') ?? null, e.index, e.slot, e.child]),
@@ -310,6 +284,5 @@ export function compileSchema(
     spanFactor,
     fixedBound,
     metaColumns: columns.some((c) => c.type === T_FIXED),
-    plain,
   };
 }
