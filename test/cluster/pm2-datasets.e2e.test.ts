@@ -66,7 +66,12 @@ describe('pm2 cluster, 2 workers, 2 datasets', () => {
   beforeAll(async () => {
     const file = join(tempDir('datasets-'), 'datasets.yaml');
     writeFileSync(file, DATASETS);
-    cluster = await startCluster(2, { MAX_IN_FLIGHT: '4096', DATASETS_FILE: file });
+    // Overload refusals off (in-flight limit and load shedding): every request must be taken.
+    cluster = await startCluster(2, {
+      MAX_IN_FLIGHT: '4096',
+      SHED_EVENT_LOOP_DELAY_MS: '0',
+      DATASETS_FILE: file,
+    });
   }, 60000);
 
   afterAll(async () => {
