@@ -75,14 +75,34 @@ export async function closedLoop(
   return answers;
 }
 
-/** Arrivals at `rate` per second for `ms`, whatever the answers (an open loop). */
+/**
+ * Arrivals at `rate` per second for `ms`, whatever the answers (an open loop). `connections`: a
+ * pool of that many keep-alive connections, all opened before the first arrival (as k6 opens its
+ * pre-allocated VUs' connections, or an SDK its pool), with arrivals queued in the client while
+ * every one is busy; without it, a new connection for each arrival that finds none free.
+ */
 export async function openLoop(
   url: string,
   body: Buffer,
   rate: number,
   ms: number,
+  connections?: number,
 ): Promise<{ answers: Answer[]; launched: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 4096 });
+  const agent = new Agent({ keepAlive: true, maxSockets: connections ?? 4096 });
+  if (connections !== undefined) {
+    const live = new URL('/health/live', url).href;
+    await Promise.all(
+      Array.from(
+        { length: connections },
+        () =>
+          new Promise<void>((resolve) =>
+            request(live, { agent }, (res) => res.resume().on('end', resolve))
+              .on('error', () => resolve())
+              .end(),
+          ),
+      ),
+    );
+  }
   const pending: Promise<Answer>[] = [];
   const t0 = performance.now();
   let launched = 0;

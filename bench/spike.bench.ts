@@ -7,7 +7,7 @@
  *
  * 1. capacity: the reference body, closed loop at concurrency 8 for 5 s (req/s of 200s);
  * 2. spike: an open loop (arrivals at a fixed rate, whatever the answers) at SPIKE_FACTOR ×
- *    capacity for SPIKE_SECONDS, new requests on keep-alive connections as needed;
+ *    capacity for SPIKE_SECONDS, on a pool of SPIKE_CONNECTIONS keep-alive connections opened before;
  * 3. recovery: closed loop at concurrency 8 again for 5 s, counted per second from the spike's end.
  *
  * Checks, with shedding: every answer is a 200, or a 503 with Retry-After; no timeouts and no
@@ -16,7 +16,10 @@
  * The client runs on the same 2 cores as the service, so the arrival rate it reaches is reported
  * next to the one asked for. With --write the result replaces the spike section of BENCHMARKS.md.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
+import { canSplit, capCpu, pin, type CpuCap } from './cpu-isolation.js';
 import { closedLoop, openLoop } from './open-loop.js';
 import { machine, percentile } from './report.js';
 import { startService, type BenchServer } from './servers.js';
@@ -30,6 +33,21 @@ const P99_MS = Number(process.env.SPIKE_P99_MS ?? 250);
  * takes; with a worker per core it competes with them and cannot (its own queue would be measured).
  */
 const INSTANCES = process.env.SPIKE_INSTANCES ?? '1';
+/**
+ * The service's processes run on core 0 and this client on core 1, and the service is capped at
+ * this much of its core (0: no cap), so that the client can offer FACTOR × what it takes: with
+ * both on the same cores the client's own send queue, not the service, would be measured.
+ */
+const SERVER_CORES = Number(process.env.SPIKE_SERVER_CORES ?? 0.5);
+const SPLIT = canSplit();
+/**
+ * The client's pool of keep-alive connections, opened before the spike (k6's pre-allocated VUs,
+ * an SDK's pool). Arrivals that find every connection busy wait in the client, and that wait
+ * counts in their latency. New connections in a burst would instead queue in the cluster
+ * primary's hand-off, one per worker per event-loop turn, where no worker can see, let alone
+ * refuse, them (docs/OPERATIONS.md, "Overload").
+ */
+const CONNECTIONS = Number(process.env.SPIKE_CONNECTIONS ?? 512);
 /** Shedding settings to try, passed on from this process's environment. */
 const TUNING = Object.fromEntries(
   ['SHED_EVENT_LOOP_DELAY_MS', 'SHED_EVENT_LOOP_UTILIZATION', 'SHED_SAMPLE_MS', 'MAX_IN_FLIGHT']
@@ -56,7 +74,7 @@ interface SpikeResult {
 
 async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   const url = `${server.url}/ingest`;
-  await closedLoop(url, body, 8, 3000); // warm-up
+  await closedLoop(url, body, 8, 10000); // warm-up: the JIT, under the CPU cap, takes seconds
   const cap = await closedLoop(url, body, 8, 5000);
   const capOk = cap.filter((a) => a.status === 200);
   const capacity = capOk.length / 5;
@@ -64,7 +82,12 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   console.log(
     `${name}: capacity ${capacity.toFixed(0)} req/s; spike at ${asked.toFixed(0)} req/s for ${SECONDS} s`,
   );
-  const { answers, launched } = await openLoop(url, body, asked, SECONDS * 1000);
+  const cpu0 = process.cpuUsage();
+  const { answers, launched } = await openLoop(url, body, asked, SECONDS * 1000, CONNECTIONS);
+  const cpu = process.cpuUsage(cpu0);
+  console.log(
+    `  client CPU during the spike: ${((cpu.user + cpu.system) / 1e3 / (SECONDS * 1000)).toFixed(2)} of a core (${(cpu.system / 1e3 / (SECONDS * 1000)).toFixed(2)} system)`,
+  );
   const spikeEnd = performance.now();
   const recoveryAnswers = await closedLoop(url, body, 8, 5000);
   const recovery = [0, 1, 2, 3, 4].map(
@@ -84,6 +107,17 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
       otherStatus[a.status] = (otherStatus[a.status] ?? 0) + 1;
   }
   const latencies = ok.map((a) => a.end - a.start);
+  // Per second of arrival: where in the spike the slow answers were asked for.
+  const t0 = Math.min(...answers.map((a) => a.start));
+  for (let sec = 0; sec < SECONDS; sec++) {
+    const inSec = answers.filter(
+      (a) => a.start - t0 >= sec * 1000 && a.start - t0 < (sec + 1) * 1000,
+    );
+    const l = inSec.filter((a) => a.status === 200).map((a) => a.end - a.start);
+    console.log(
+      `  s${sec}: ${inSec.length} asked, ${l.length} ok (p50 ${(percentile(l, 50) ?? NaN).toFixed(0)} p99 ${(percentile(l, 99) ?? NaN).toFixed(0)} ms), ${inSec.filter((a) => a.status === 503).length} shed, ${inSec.filter((a) => a.error !== undefined).length} errors`,
+    );
+  }
   return {
     name,
     capacity,
@@ -101,16 +135,38 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   };
 }
 
+let isolation = 'service and client share the cores (no taskset or not Linux)';
+
 async function main(): Promise<void> {
+  if (SPLIT) {
+    pin([process.pid], '1');
+    isolation = 'service on core 0, the client on core 1';
+  }
   const results: SpikeResult[] = [];
   for (const [name, env] of [
     ['shedding (defaults, or the SHED_* and MAX_IN_FLIGHT given)', TUNING],
     ['no shedding (SHED_EVENT_LOOP_DELAY_MS=0)', { SHED_EVENT_LOOP_DELAY_MS: '0' }],
   ] as [string, Record<string, string>][]) {
     const server = await startService({ INSTANCES, ...env });
+    let cap: CpuCap | undefined;
     try {
+      if (SPLIT) {
+        const daemon = Number(readFileSync(join(server.cluster.home, 'pm2.pid'), 'utf8'));
+        const pids = [daemon, ...server.workers];
+        pin(pids, '0');
+        if (SERVER_CORES > 0) {
+          const capped = capCpu(pids, SERVER_CORES);
+          if ('unavailable' in capped)
+            isolation = `service on core 0, not capped (${capped.unavailable})`;
+          else {
+            cap = capped;
+            isolation = `service on core 0, ${capped.description}; the client on core 1`;
+          }
+        }
+      }
       results.push(await spike(name, server));
     } finally {
+      cap?.release();
       await server.stop();
     }
   }
@@ -144,7 +200,7 @@ async function main(): Promise<void> {
   ] as [string, boolean, string][];
   const section = [
     `Body: ${source}, ${body.length.toLocaleString('en-US')} bytes, \`POST /ingest\`. The service under pm2 with \`INSTANCES=${INSTANCES}\` (the client needs a core of its own to offer ${FACTOR}× what the service takes), ` +
-      `capacity measured closed-loop at c8 for 5 s, then arrivals at ${FACTOR}× capacity for ${SECONDS} s (open loop, ` +
+      `${isolation}; capacity measured closed-loop at c8 for 5 s, then arrivals at ${FACTOR}× capacity for ${SECONDS} s (open loop, ` +
       `from a client on the same cores, so it may not reach the rate asked), then closed-loop c8 for 5 s.`,
     '',
     '| service | capacity req/s | arrivals asked / reached per s | answers | 200 | 503 | errors | 200s p50 ms | 200s p99 ms | throughput after, s 0–1 / 1–2 / … % of capacity |',

@@ -16,6 +16,7 @@ import { LogController } from 'fastify';
 import pino from 'pino';
 import { AppModule } from './app.module.js';
 import { ConnectionBalance } from './runtime/connection-balance.js';
+import { LoadShedder } from './runtime/load-shedder.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config/config.js';
 import { errorBody } from './http/errors.js';
 import { markClosing, requestId } from './http/http-answers.js';
@@ -126,6 +127,11 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
   const ingest = app.get(IngestService);
   await shedLoad(app, ingest, config);
   installRequestGate(app.getHttpServer() as HttpServer, {
+    shed(req: IncomingMessage) {
+      if (req.method !== 'POST') return undefined;
+      const target = ingestTarget(req.url ?? '/');
+      return target === null ? undefined : ingest.shed(target.dataset, performance.now());
+    },
     admitBeforeContinue(req: IncomingMessage) {
       if (req.method !== 'POST') return;
       const target = ingestTarget(req.url ?? '/');
@@ -138,8 +144,9 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
 
 /**
  * Load shedding (issue 17): @fastify/under-pressure samples the event loop's delay and
- * utilization every SHED_SAMPLE_MS; while either is over its threshold, new ingest requests get
- * 503 `overloaded` with `Retry-After` (in IngestService.admit, with the other refusals) instead of
+ * utilization every SHED_SAMPLE_MS; while either is over its threshold, the share of new ingest
+ * requests admitted halves at each sample (src/runtime/load-shedder.ts), and the others get 503
+ * `overloaded` with `Retry-After` (in IngestService.admit, with the other refusals) instead of
  * joining a queue whose latency grows until clients time out. Its own hook answers nothing: its
  * pressure handler lets every request through, so /health and /metrics are never shed and the
  * refusal has the service's error shape.
@@ -160,7 +167,9 @@ async function shedLoad(
     },
   );
   const fastify = app.getHttpAdapter().getInstance() as unknown as { isUnderPressure(): boolean };
-  ingest.shedWhen(() => fastify.isUnderPressure());
+  const shedder = new LoadShedder();
+  setInterval(() => shedder.sample(fastify.isUnderPressure()), config.shedSampleMs).unref();
+  ingest.shedWhen(() => shedder.admit());
 }
 
 /**

@@ -12,6 +12,16 @@ import { ERRORS, errorBody, type ErrorCode, type IngestError } from './errors.js
 /** How long a refused request's remaining body is read and dropped before the socket closes. */
 const LINGER_MS = 2000;
 
+/**
+ * A request refused as `overloaded` keeps its connection when at most this much body is left to
+ * come (by Content-Length): the rest is read and dropped, and the client's next request, its
+ * retry after Retry-After, comes on the same connection. Closing instead would make every refusal
+ * cost a new connection, and under a spike those connections queue in the cluster primary's
+ * hand-off ahead of the workers (one per worker at a time), where no refusal can reach them.
+ * Go's net/http drains up to 256 KiB for the same reason; the reference body is 584 KB.
+ */
+export const OVERLOAD_DRAIN_BYTES = 4 << 20;
+
 /** A client's X-Request-Id is kept when it is short and plain; otherwise a UUID is made. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -87,6 +97,12 @@ export function bodyPending(req: IncomingMessage): boolean {
   );
 }
 
+/** A body whose Content-Length is at most OVERLOAD_DRAIN_BYTES (chunked: unknown, no). */
+function drainable(req: IncomingMessage): boolean {
+  const length = Number(req.headers['content-length']);
+  return Number.isSafeInteger(length) && length <= OVERLOAD_DRAIN_BYTES;
+}
+
 /**
  * Sends an error answer. `bodyUnread`: the request body was not read to its end, so the
  * connection closes after the answer (lingering, see `lingerClose`).
@@ -100,7 +116,10 @@ export function sendError(
 ): void {
   const requestId = String(reply.request.id);
   reply.code(err.status).headers(errorHeaders(err, requestId));
-  if (bodyUnread) {
+  if (bodyUnread && err.code === 'overloaded' && drainable(reply.request.raw)) {
+    // Read and drop the rest; the connection stays for the retry.
+    reply.request.raw.resume();
+  } else if (bodyUnread) {
     reply.header('connection', 'close');
     markClosing(reply.request.raw.socket, reply.request.raw);
     lingerClose(reply.raw);
@@ -116,15 +135,32 @@ export function sendError(
 export function sendRawError(req: IncomingMessage, res: ServerResponse, err: IngestError): void {
   const id = requestId(req);
   const body = errorBody(err.code, err.message, id);
-  markClosing(req.socket, req);
-  lingerClose(res);
+  const keep = keepsConnection(req, res, err);
+  if (!keep) {
+    markClosing(req.socket, req);
+    lingerClose(res);
+  }
   req.resume();
   res.writeHead(err.status, {
     ...errorHeaders(err, id),
     'content-length': Buffer.byteLength(body),
-    connection: 'close',
+    ...(keep ? {} : { connection: 'close' }),
   });
   res.end(body);
+}
+
+/**
+ * An `overloaded` refusal keeps a keep-alive connection when its body is drainable; any other
+ * refusal before the body is read closes it, and so does one that waits for `100 Continue`: its
+ * client may never send the body that the connection's framing still expects.
+ */
+function keepsConnection(req: IncomingMessage, res: ServerResponse, err: IngestError): boolean {
+  return (
+    err.code === 'overloaded' &&
+    res.shouldKeepAlive &&
+    req.headers.expect === undefined &&
+    (!bodyPending(req) || drainable(req))
+  );
 }
 
 /** Maps an HTTP status from the framework (Fastify/Nest) to a catalogue code. */

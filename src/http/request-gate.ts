@@ -8,6 +8,8 @@
  *   chunked framing and hand on a body still in a coding we ignore (`gzip, chunked`).
  * - An HTTP/1.1 request without `Host` is 400 (RFC 9112 §3.2) in the error shape; Node's own
  *   check (turned off in main.ts) answers a bare 400.
+ * - An ingest request refused for load (503 `overloaded`, `shed`) is answered here, as cheaply as
+ *   possible: under a spike most requests are refused, and each refused body is still read.
  * - `Expect: 100-continue`: the admission checks (token, encoding, Content-Length, load) run
  *   before `100 Continue` is sent, so a refused client does not upload its body for nothing.
  *   Any other expectation is 417 in the error shape.
@@ -24,6 +26,12 @@ export interface GateOptions {
    * IngestError to refuse it. Returns without throwing for routes that are not ingest routes.
    */
   admitBeforeContinue(req: IncomingMessage): void;
+  /**
+   * The load check for a request whose head has just been parsed; returns the refusal (503
+   * `overloaded`) or undefined. Runs once per request, before Fastify sees it, and before
+   * `admitBeforeContinue` for one that waits for `100 Continue`.
+   */
+  shed(req: IncomingMessage): IngestError | undefined;
 }
 
 const CHUNKED_ONLY = /^[ \t]*chunked[ \t]*$/i;
@@ -68,11 +76,19 @@ export function installRequestGate(server: Server, options: GateOptions): void {
     return false;
   };
 
+  /** True when the request was refused for load (and answered). */
+  const shed = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const refusal = options.shed(req);
+    if (refusal === undefined) return false;
+    sendRawError(req, res, refusal);
+    return true;
+  };
+
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (!refuse(req, res)) dispatch(req, res);
+    if (!refuse(req, res) && !shed(req, res)) dispatch(req, res);
   });
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    if (refuse(req, res)) return;
+    if (refuse(req, res) || shed(req, res)) return;
     try {
       options.admitBeforeContinue(req);
     } catch (err) {

@@ -40,8 +40,8 @@ interface DatasetPlan {
 export class IngestService {
   readonly datasets: DatasetRegistry;
   private readonly plans = new Map<string, DatasetPlan>();
-  /** True while the worker sheds load (the event loop falls behind; see shedWhen). */
-  private underPressure: () => boolean = () => false;
+  /** Whether to admit the next request as far as load goes (see shedWhen). */
+  private loadAllows: () => boolean = () => true;
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -94,19 +94,39 @@ export class IngestService {
     if (this.drain.inFlight >= this.config.maxInFlight) {
       throw new IngestError('overloaded', undefined, { retryAfter: 1 });
     }
-    if (this.underPressure()) {
-      throw new IngestError(
-        'overloaded',
-        'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION); retry later',
-        { retryAfter: 1 },
-      );
-    }
     return { dataset: dataset!, encoding };
   }
 
-  /** Load shedding: `check` says whether the worker is under pressure (main.ts wires it). */
-  shedWhen(check: () => boolean): void {
-    this.underPressure = check;
+  /**
+   * The load check, made once per ingest request as soon as its head is parsed (the request gate
+   * in main.ts), before Fastify and the other checks: a refusal under load must cost as little as
+   * possible, since every refused body is still read. Records the refusal's answer in the metrics
+   * under its dataset (`datasetName` undefined: the default; unknown: none).
+   */
+  shed(datasetName: string | undefined, startedAt: number): IngestError | undefined {
+    const refusal =
+      this.drain.inFlight >= this.config.maxInFlight
+        ? new IngestError('overloaded', undefined, { retryAfter: 1 })
+        : this.loadAllows()
+          ? undefined
+          : new IngestError(
+              'overloaded',
+              'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION); retry later',
+              { retryAfter: 1 },
+            );
+    if (refusal !== undefined) {
+      this.metrics.recordAnswer(
+        refusal.status,
+        (performance.now() - startedAt) / 1000,
+        this.datasets.find(datasetName)?.name ?? '',
+      );
+    }
+    return refusal;
+  }
+
+  /** Load shedding: `allows` says whether to admit the next request (main.ts wires it). */
+  shedWhen(allows: () => boolean): void {
+    this.loadAllows = allows;
   }
 
   async ingest(

@@ -1,0 +1,148 @@
+/**
+ * A request refused for load (503 `overloaded`) keeps its keep-alive connection when its body is
+ * small enough to read and drop (OVERLOAD_DRAIN_BYTES): the client's retry comes on the same
+ * connection, and under a spike refusals do not turn into a storm of new connections. A body too
+ * large to drain, a chunked one, or one behind `Expect: 100-continue` closes the connection, as
+ * every other refusal before the body does. The refused body is never written.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { localDay } from '../../src/csv/csv-committer.js';
+import { OVERLOAD_DRAIN_BYTES } from '../../src/http/http-answers.js';
+import { startServer, type RunningServer } from '../support/server.js';
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A raw connection that reads answers one by one (Content-Length framed). */
+class Conn {
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+  constructor(readonly socket: Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('error', () => undefined);
+  }
+  static async open(port: number): Promise<Conn> {
+    const s = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => s.once('connect', resolve));
+    return new Conn(s);
+  }
+  async answer(): Promise<RawAnswer> {
+    for (;;) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const [statusLine, ...lines] = this.buf.subarray(0, end).toString('latin1').split('\r\n');
+        const headers = Object.fromEntries(
+          lines.map((l) => [
+            l.slice(0, l.indexOf(':')).toLowerCase(),
+            l.slice(l.indexOf(':') + 1).trim(),
+          ]),
+        );
+        const length = Number(headers['content-length']);
+        if (this.buf.length >= end + 4 + length) {
+          const body = this.buf.subarray(end + 4, end + 4 + length).toString('utf8');
+          this.buf = this.buf.subarray(end + 4 + length);
+          return { status: Number(statusLine.split(' ')[1]), headers, body };
+        }
+      }
+      if (this.closed) throw new Error('connection closed before a whole answer');
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+  async closedWithin(ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (!this.closed && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    return this.closed;
+  }
+}
+
+const line = (tag: string) => `{"vendorid":"${tag}"}\n`;
+
+describe('refusals for load keep the connection when the body can be drained', () => {
+  let server: RunningServer;
+  let holder: Conn;
+  const file = () => join(server.csvDir, `nyc_taxi-${localDay(new Date())}.csv`);
+
+  beforeAll(async () => {
+    server = await startServer({
+      MAX_IN_FLIGHT: '1',
+      CSV_EOL: 'lf',
+      SHED_EVENT_LOOP_DELAY_MS: '0',
+    });
+    // The one slot is held: headers and part of a body, the rest later.
+    holder = await Conn.open(server.port);
+    const held = line('held');
+    holder.socket.write(
+      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${held.length}\r\n\r\n${held.slice(0, 5)}`,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+  });
+  afterAll(async () => {
+    holder?.socket.destroy();
+    await server?.stop();
+  });
+
+  it('answers 503 at once, reads and drops the body, and takes the retry on the same connection', async () => {
+    const c = await Conn.open(server.port);
+    // 200 KB of valid lines, the first half sent before the answer and the rest after it.
+    const body = line('refused').repeat(Math.ceil(200_000 / line('refused').length));
+    c.socket.write(
+      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 100_000)}`,
+    );
+    const refused = await c.answer();
+    expect(refused.status).toBe(503);
+    expect(refused.headers['retry-after']).toBe('1');
+    expect(refused.headers.connection).not.toBe('close');
+    expect(JSON.parse(refused.body).result.error.code).toBe('overloaded');
+    c.socket.write(body.slice(100_000));
+    // The slot frees; the retry on the same connection is taken.
+    holder.socket.write(line('held').slice(5));
+    expect((await holder.answer()).status).toBe(200);
+    const retry = line('retry');
+    c.socket.write(
+      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${retry.length}\r\n\r\n${retry}`,
+    );
+    const taken = await c.answer();
+    expect(taken.status).toBe(200);
+    expect(JSON.parse(taken.body).result.stats.records.valid).toBe(1);
+    expect(c.closed).toBe(false);
+    c.socket.destroy();
+    expect(readFileSync(file(), 'utf8')).toBe('held,,,\nretry,,,\n');
+  });
+
+  it.each([
+    ['a body larger than OVERLOAD_DRAIN_BYTES', `Content-Length: ${OVERLOAD_DRAIN_BYTES + 1}\r\n`],
+    ['a chunked body', 'Transfer-Encoding: chunked\r\n'],
+    ['a body behind Expect: 100-continue', 'Content-Length: 10\r\nExpect: 100-continue\r\n'],
+  ])('closes the connection after the 503 for %s', async (_what, framing) => {
+    const again = await Conn.open(server.port);
+    const hold = line('again');
+    again.socket.write(
+      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${hold.length}\r\n\r\n${hold.slice(0, 3)}`,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const c = await Conn.open(server.port);
+    c.socket.write(`POST /ingest HTTP/1.1\r\nHost: x\r\n${framing}\r\n`);
+    const refused = await c.answer();
+    expect(refused.status).toBe(503);
+    expect(refused.headers.connection).toBe('close');
+    c.socket.end();
+    expect(await c.closedWithin(5000)).toBe(true);
+    again.socket.write(hold.slice(3));
+    expect((await again.answer()).status).toBe(200);
+    again.socket.destroy();
+  });
+});

@@ -1,0 +1,40 @@
+import { describe, expect, it } from '@jest/globals';
+import { LoadShedder, MIN_SHARE } from '../../src/runtime/load-shedder.js';
+
+const admitted = (s: LoadShedder, n: number) =>
+  Array.from({ length: n }, () => s.admit()).filter(Boolean).length;
+
+describe('LoadShedder', () => {
+  it('admits everything until the worker is under pressure', () => {
+    const s = new LoadShedder();
+    expect(admitted(s, 100)).toBe(100);
+  });
+
+  it('halves the admitted share per sample under pressure, never below MIN_SHARE', () => {
+    const s = new LoadShedder();
+    s.sample(true);
+    expect(s.share).toBe(0.5);
+    expect(admitted(s, 100)).toBe(50);
+    s.sample(true);
+    expect(admitted(s, 100)).toBe(25);
+    for (let i = 0; i < 20; i++) s.sample(true);
+    expect(s.share).toBe(MIN_SHARE);
+    // Some work always goes on: one in 32, spread evenly.
+    const pattern = Array.from({ length: 64 }, () => s.admit());
+    expect(pattern.filter(Boolean)).toHaveLength(2);
+    expect(pattern.indexOf(true)).toBe(31);
+    expect(pattern.lastIndexOf(true)).toBe(63);
+  });
+
+  it('doubles the share per sample once the pressure is gone, back to admitting everything', () => {
+    const s = new LoadShedder();
+    for (let i = 0; i < 10; i++) s.sample(true);
+    const shares: number[] = [];
+    while (s.share < 1) {
+      s.sample(false);
+      shares.push(s.share);
+    }
+    expect(shares).toEqual([1 / 16, 1 / 8, 1 / 4, 1 / 2, 1]);
+    expect(admitted(s, 100)).toBe(100);
+  });
+});
