@@ -97,6 +97,22 @@ export function bodyPending(req: IncomingMessage): boolean {
   );
 }
 
+/**
+ * Reads and drops the rest of a refused body so that the connection can take the client's next
+ * request. A body not all there within LINGER_MS (a client trickling it) closes the connection,
+ * as a lingering close would: the answer is already sent, and the refusal holds no slot either way.
+ */
+function drainBody(req: IncomingMessage): void {
+  const socket = req.socket;
+  if (!req.complete) {
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    req.once('end', () => clearTimeout(timer));
+    socket.once('close', () => clearTimeout(timer));
+  }
+  req.resume();
+}
+
 /** A body whose Content-Length is at most OVERLOAD_DRAIN_BYTES (chunked: unknown, no). */
 function drainable(req: IncomingMessage): boolean {
   const length = Number(req.headers['content-length']);
@@ -117,8 +133,7 @@ export function sendError(
   const requestId = String(reply.request.id);
   reply.code(err.status).headers(errorHeaders(err, requestId));
   if (bodyUnread && err.code === 'overloaded' && drainable(reply.request.raw)) {
-    // Read and drop the rest; the connection stays for the retry.
-    reply.request.raw.resume();
+    drainBody(reply.request.raw);
   } else if (bodyUnread) {
     reply.header('connection', 'close');
     markClosing(reply.request.raw.socket, reply.request.raw);
@@ -136,11 +151,12 @@ export function sendRawError(req: IncomingMessage, res: ServerResponse, err: Ing
   const id = requestId(req);
   const body = errorBody(err.code, err.message, id);
   const keep = keepsConnection(req, res, err);
-  if (!keep) {
+  if (keep) drainBody(req);
+  else {
     markClosing(req.socket, req);
     lingerClose(res);
+    req.resume();
   }
-  req.resume();
   res.writeHead(err.status, {
     ...errorHeaders(err, id),
     'content-length': Buffer.byteLength(body),

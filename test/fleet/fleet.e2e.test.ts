@@ -252,7 +252,14 @@ function fleet(kind: 'haproxy' | 'nginx'): void {
     await sleep(3000);
     // kill -9 of the whole host 1: npm, pm2-runtime and its worker.
     const killAt = Date.now() - t0;
-    for (const pid of pidsOf(1)) process.kill(pid, 'SIGKILL');
+    for (const pid of pidsOf(1)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch (err) {
+        // A short-lived process of the host (a shell pm2 ran) exited since the listing.
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    }
     await sleep(5000);
     // SIGTERM to host 2's pm2-runtime: /health 503, 2.5 s of lame duck, then the drain.
     const termAt = Date.now() - t0;
