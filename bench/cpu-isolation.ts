@@ -30,7 +30,7 @@ const PERIOD_US = 10_000;
 
 /**
  * Caps the processes at `cores` of CPU time (a short period, 10 ms, so the cap throttles in small
- * slices rather than 100 ms stalls). Returns undefined, with the reason, where it cannot.
+ * slices rather than 100 ms stalls). Returns `{ unavailable: reason }` where it cannot.
  */
 export function capCpu(pids: number[], cores: number): CpuCap | { unavailable: string } {
   const name = `ndjson-ingest-bench-${process.pid}`;

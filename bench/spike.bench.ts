@@ -13,8 +13,8 @@
  * Checks, with shedding: every answer is a 200, or a 503 with Retry-After; no timeouts and no
  * connection errors; the 200s' p99 stays under SPIKE_P99_MS (default 250 ms); the second after the
  * spike's first second runs at ≥ 90 % of capacity ("full throughput back within 2 s").
- * The client runs on the same 2 cores as the service, so the arrival rate it reaches is reported
- * next to the one asked for. With --write the result replaces the spike section of BENCHMARKS.md.
+ * Where taskset runs, the service is on core 0 (capped, SPIKE_SERVER_CORES) and the client on
+ * core 1; the arrival rate the client reaches is reported next to the one asked for. With --write the result replaces the spike section of BENCHMARKS.md.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -201,7 +201,7 @@ async function main(): Promise<void> {
   const section = [
     `Body: ${source}, ${body.length.toLocaleString('en-US')} bytes, \`POST /ingest\`. The service under pm2 with \`INSTANCES=${INSTANCES}\` (the client needs a core of its own to offer ${FACTOR}× what the service takes), ` +
       `${isolation}; capacity measured closed-loop at c8 for 5 s, then arrivals at ${FACTOR}× capacity for ${SECONDS} s (open loop, ` +
-      `from a client on the same cores, so it may not reach the rate asked), then closed-loop c8 for 5 s.`,
+      `on ${CONNECTIONS} keep-alive connections opened before; the rate reached is reported beside the rate asked), then closed-loop c8 for 5 s.`,
     '',
     '| service | capacity req/s | arrivals asked / reached per s | answers | 200 | 503 | errors | 200s p50 ms | 200s p99 ms | throughput after, s 0–1 / 1–2 / … % of capacity |',
     '|---|---:|---:|---:|---:|---:|---|---:|---:|---|',

@@ -126,15 +126,15 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
   app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
   const ingest = app.get(IngestService);
   await shedLoad(app, ingest, config);
+  const targetOf = (req: IncomingMessage) =>
+    req.method === 'POST' ? ingestTarget(req.url ?? '/') : null;
   installRequestGate(app.getHttpServer() as HttpServer, {
     shed(req: IncomingMessage) {
-      if (req.method !== 'POST') return undefined;
-      const target = ingestTarget(req.url ?? '/');
-      return target === null ? undefined : ingest.shed(target.dataset, performance.now());
+      const target = targetOf(req);
+      return target === null ? undefined : ingest.shed(target.dataset);
     },
     admitBeforeContinue(req: IncomingMessage) {
-      if (req.method !== 'POST') return;
-      const target = ingestTarget(req.url ?? '/');
+      const target = targetOf(req);
       if (target === null) return;
       ingest.admit(req.headers, target.dataset);
     },
@@ -146,7 +146,7 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
  * Load shedding (issue 17): @fastify/under-pressure samples the event loop's delay and
  * utilization every SHED_SAMPLE_MS; while either is over its threshold, the share of new ingest
  * requests admitted halves at each sample (src/runtime/load-shedder.ts), and the others get 503
- * `overloaded` with `Retry-After` (in IngestService.admit, with the other refusals) instead of
+ * `overloaded` with `Retry-After` (IngestService.shed, from the request gate) instead of
  * joining a queue whose latency grows until clients time out. Its own hook answers nothing: its
  * pressure handler lets every request through, so /health and /metrics are never shed and the
  * refusal has the service's error shape.

@@ -132,7 +132,7 @@ export function sendError(
 ): void {
   const requestId = String(reply.request.id);
   reply.code(err.status).headers(errorHeaders(err, requestId));
-  if (bodyUnread && err.code === 'overloaded' && drainable(reply.request.raw)) {
+  if (bodyUnread && keepsConnection(reply.request.raw, reply.raw, err)) {
     drainBody(reply.request.raw);
   } else if (bodyUnread) {
     reply.header('connection', 'close');

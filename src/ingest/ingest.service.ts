@@ -91,35 +91,37 @@ export class IngestService {
         `the request body (${length} bytes) is larger than MAX_BODY_BYTES (${this.config.maxBodyBytes})`,
       );
     }
-    if (this.drain.inFlight >= this.config.maxInFlight) {
-      throw new IngestError('overloaded', undefined, { retryAfter: 1 });
-    }
+    // Checked again here (the gate's `shed` came first): requests gated in one turn may all have
+    // passed it before any of them began.
+    const full = this.inFlightRefusal();
+    if (full !== undefined) throw full;
     return { dataset: dataset!, encoding };
+  }
+
+  private inFlightRefusal(): IngestError | undefined {
+    return this.drain.inFlight >= this.config.maxInFlight
+      ? new IngestError('overloaded', undefined, { retryAfter: 1 })
+      : undefined;
   }
 
   /**
    * The load check, made once per ingest request as soon as its head is parsed (the request gate
    * in main.ts), before Fastify and the other checks: a refusal under load must cost as little as
    * possible, since every refused body is still read. Records the refusal's answer in the metrics
-   * under its dataset (`datasetName` undefined: the default; unknown: none).
+   * under its dataset (`datasetName` undefined: the default; unknown: none), with no duration: it
+   * is answered as soon as it is seen.
    */
-  shed(datasetName: string | undefined, startedAt: number): IngestError | undefined {
-    const refusal =
-      this.drain.inFlight >= this.config.maxInFlight
-        ? new IngestError('overloaded', undefined, { retryAfter: 1 })
-        : this.loadAllows()
-          ? undefined
-          : new IngestError(
-              'overloaded',
-              'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION); retry later',
-              { retryAfter: 1 },
-            );
-    if (refusal !== undefined) {
-      this.metrics.recordAnswer(
-        refusal.status,
-        (performance.now() - startedAt) / 1000,
-        this.datasets.find(datasetName)?.name ?? '',
+  shed(datasetName: string | undefined): IngestError | undefined {
+    let refusal = this.inFlightRefusal();
+    if (refusal === undefined && !this.loadAllows()) {
+      refusal = new IngestError(
+        'overloaded',
+        'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION); retry later',
+        { retryAfter: 1 },
       );
+    }
+    if (refusal !== undefined) {
+      this.metrics.recordAnswer(refusal.status, 0, this.datasets.find(datasetName)?.name ?? '');
     }
     return refusal;
   }

@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { localDay } from '../../src/csv/csv-committer.js';
 import { OVERLOAD_DRAIN_BYTES } from '../../src/http/http-answers.js';
+import { rawPost } from '../support/raw-http.js';
 import { startServer, type RunningServer } from '../support/server.js';
 
 interface RawAnswer {
@@ -71,9 +72,17 @@ class Conn {
 
 const line = (tag: string) => `{"vendorid":"${tag}"}\n`;
 
+/** A POST /ingest of `body` in two parts: the head and the body's first `n` bytes, then the rest. */
+function postInTwo(body: string, n: number): [Buffer, Buffer] {
+  const all = rawPost(body, { path: '/ingest' });
+  const at = all.length - Buffer.byteLength(body) + n;
+  return [all.subarray(0, at), all.subarray(at)];
+}
+
 describe('refusals for load keep the connection when the body can be drained', () => {
   let server: RunningServer;
   let holder: Conn;
+  let heldRest: Buffer;
   const file = () => join(server.csvDir, `nyc_taxi-${localDay(new Date())}.csv`);
 
   beforeAll(async () => {
@@ -84,10 +93,9 @@ describe('refusals for load keep the connection when the body can be drained', (
     });
     // The one slot is held: headers and part of a body, the rest later.
     holder = await Conn.open(server.port);
-    const held = line('held');
-    holder.socket.write(
-      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${held.length}\r\n\r\n${held.slice(0, 5)}`,
-    );
+    const [heldHead, rest] = postInTwo(line('held'), 5);
+    heldRest = rest;
+    holder.socket.write(heldHead);
     await new Promise((r) => setTimeout(r, 300));
   });
   afterAll(async () => {
@@ -99,22 +107,18 @@ describe('refusals for load keep the connection when the body can be drained', (
     const c = await Conn.open(server.port);
     // 200 KB of valid lines, the first half sent before the answer and the rest after it.
     const body = line('refused').repeat(Math.ceil(200_000 / line('refused').length));
-    c.socket.write(
-      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 100_000)}`,
-    );
+    const [head, rest] = postInTwo(body, 100_000);
+    c.socket.write(head);
     const refused = await c.answer();
     expect(refused.status).toBe(503);
     expect(refused.headers['retry-after']).toBe('1');
     expect(refused.headers.connection).not.toBe('close');
     expect(JSON.parse(refused.body).result.error.code).toBe('overloaded');
-    c.socket.write(body.slice(100_000));
+    c.socket.write(rest);
     // The slot frees; the retry on the same connection is taken.
-    holder.socket.write(line('held').slice(5));
+    holder.socket.write(heldRest);
     expect((await holder.answer()).status).toBe(200);
-    const retry = line('retry');
-    c.socket.write(
-      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${retry.length}\r\n\r\n${retry}`,
-    );
+    c.socket.write(rawPost(line('retry'), { path: '/ingest' }));
     const taken = await c.answer();
     expect(taken.status).toBe(200);
     expect(JSON.parse(taken.body).result.stats.records.valid).toBe(1);
@@ -129,10 +133,8 @@ describe('refusals for load keep the connection when the body can be drained', (
     ['a body behind Expect: 100-continue', 'Content-Length: 10\r\nExpect: 100-continue\r\n'],
   ])('closes the connection after the 503 for %s', async (_what, framing) => {
     const again = await Conn.open(server.port);
-    const hold = line('again');
-    again.socket.write(
-      `POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: ${hold.length}\r\n\r\n${hold.slice(0, 3)}`,
-    );
+    const [holdHead, holdRest] = postInTwo(line('again'), 3);
+    again.socket.write(holdHead);
     await new Promise((r) => setTimeout(r, 200));
     const c = await Conn.open(server.port);
     c.socket.write(`POST /ingest HTTP/1.1\r\nHost: x\r\n${framing}\r\n`);
@@ -141,7 +143,7 @@ describe('refusals for load keep the connection when the body can be drained', (
     expect(refused.headers.connection).toBe('close');
     c.socket.end();
     expect(await c.closedWithin(5000)).toBe(true);
-    again.socket.write(hold.slice(3));
+    again.socket.write(holdRest);
     expect((await again.answer()).status).toBe(200);
     again.socket.destroy();
   });
