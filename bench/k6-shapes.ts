@@ -7,8 +7,9 @@
  * k6/lib/bad-inputs.js. Prints one k6-like summary per script; with --write, replaces the example
  * output in k6/README.md. Ramps are run as steps.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
+import { dirname } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { answersAsExpected, badInputs } from '../k6/lib/bad-inputs.js';
 import { taxiBody } from '../test/support/taxi.js';
@@ -138,6 +139,7 @@ async function main(): Promise<void> {
     ].join('\n\n');
   } finally {
     await service.stop();
+    rmSync(dirname(service.cluster.csvDir), { recursive: true, force: true });
   }
   const section = [
     'From `npm run bench:k6` (the same shapes from Node; k6 itself is not installed where this',

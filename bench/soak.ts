@@ -31,6 +31,7 @@ import {
   readFileSync,
   readdirSync,
   renameSync,
+  rmSync,
   unlinkSync,
   writeFileSync,
   writeSync,
@@ -395,6 +396,7 @@ async function main(): Promise<void> {
   } finally {
     await cluster?.kill();
     if (ROOT_USER) execFileSync('umount', [csvDir]);
+    rmSync(base, { recursive: true, force: true });
   }
 }
 

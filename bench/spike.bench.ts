@@ -16,8 +16,8 @@
  * Where taskset runs, the service is on core 0 (capped, SPIKE_SERVER_CORES) and the client on
  * core 1; the arrival rate the client reaches is reported next to the one asked for. With --write the result replaces the spike section of BENCHMARKS.md.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
 import { canSplit, capCpu, pin, type CpuCap } from './cpu-isolation.js';
 import { closedLoop, openLoop } from './open-loop.js';
@@ -168,6 +168,8 @@ async function main(): Promise<void> {
     } finally {
       cap?.release();
       await server.stop();
+      // Gigabytes of rows per run: a few runs fill a disk.
+      rmSync(dirname(server.cluster.csvDir), { recursive: true, force: true });
     }
   }
   const fmt = (x: number, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '–');
