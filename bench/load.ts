@@ -1,9 +1,14 @@
 /**
  * Load generation and measurement for the HTTP benchmarks: the load shapes from
- * k6/scenarios.json, one autocannon run with every answer's latency recorded, and the CPU time of
- * server processes from /proc.
+ * k6/scenarios.json, one autocannon run with every answer's latency recorded, one wrk run (a
+ * load generator in C, much lighter on CPU than autocannon), and the CPU time of server processes
+ * from /proc.
  */
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import autocannon from 'autocannon';
 import { procStat } from '../test/support/server.js';
 
@@ -61,8 +66,10 @@ export interface LoadRun {
   statuses: Record<number, number>;
   /** From the first request written to the last answer read. */
   seconds: number;
-  /** Milliseconds per answer, in the order the answers arrived. */
+  /** Milliseconds per answer, in the order the answers arrived (autocannon only). */
   latencies: Float64Array;
+  /** Percentiles from the client itself, in milliseconds (wrk: it keeps no per-answer list). */
+  percentiles?: { p50: number; p99: number };
   /** The first few bodies that failed `verifyBody`, for the report. */
   badBodies: string[];
 }
@@ -122,6 +129,88 @@ export async function runLoad(o: LoadOptions): Promise<LoadRun> {
     seconds: Number((lastAnswer > 0n ? lastAnswer : process.hrtime.bigint()) - start) / 1e9,
     latencies: latencies.subarray(0, Math.min(answered, latencies.length)),
     badBodies,
+  };
+}
+
+/** Where wrk is, or undefined when it is not installed (`apt-get install wrk`). */
+export function wrkPath(): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const path = join(dir || '.', 'wrk');
+    try {
+      accessSync(path, constants.X_OK);
+      return path;
+    } catch {
+      // not there
+    }
+  }
+  return undefined;
+}
+
+export interface WrkOptions {
+  url: string;
+  /** A file holding the body (wrk reads it). */
+  bodyFile: string;
+  connections: number;
+  seconds: number;
+  /** A piece of text every 2xx answer must contain (the stats it must report). */
+  expect: string;
+  /** wrk threads (default 1: one thread keeps 8 connections busy at 16,000 req/s here). */
+  threads?: number;
+}
+
+const WRK_SCRIPT = fileURLToPath(new URL('wrk/post.lua', import.meta.url));
+
+/**
+ * One wrk run (bench/wrk/post.lua): keep-alive connections, one request at a time on each, for
+ * `seconds`. wrk runs for a time, not a number of requests, and abandons the requests in flight
+ * when it ends: a server may have done (and the service committed) up to `connections` requests
+ * more than the answers counted.
+ */
+export async function runWrk(o: WrkOptions): Promise<LoadRun> {
+  const threads = Math.min(o.threads ?? 1, o.connections);
+  const { stdout } = await promisify(execFile)(
+    'wrk',
+    [
+      `-t${threads}`,
+      `-c${o.connections}`,
+      `-d${o.seconds}s`,
+      '--timeout',
+      '30s',
+      '-s',
+      WRK_SCRIPT,
+      o.url,
+    ],
+    { env: { ...process.env, WRK_BODY: o.bodyFile, WRK_EXPECT: o.expect } },
+  );
+  const line = /^WRK_RESULT (.*)$/m.exec(stdout)?.[1];
+  if (line === undefined) throw new Error(`wrk printed no result:\n${stdout}`);
+  const r = JSON.parse(line) as {
+    answers: number;
+    ok: number;
+    non2xx: number;
+    bad: number;
+    statuses: string;
+    errors: number;
+    durationUs: number;
+    p50Us: number;
+    p99Us: number;
+  };
+  const statuses: Record<number, number> = {};
+  if (r.ok > 0) statuses[200] = r.ok;
+  for (const s of r.statuses.trim().split(' ').filter(Boolean)) {
+    statuses[Number(s)] = (statuses[Number(s)] ?? 0) + 1;
+  }
+  return {
+    requests: r.answers,
+    ok: r.ok,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    mismatches: r.bad,
+    statuses,
+    seconds: r.durationUs / 1e6,
+    latencies: new Float64Array(0),
+    percentiles: { p50: r.p50Us / 1000, p99: r.p99Us / 1000 },
+    badBodies: [],
   };
 }
 
