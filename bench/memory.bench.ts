@@ -2,7 +2,8 @@
  * npm run bench:memory  (BENCH_QUICK=1 for a smoke run: a 64 MiB gzip body, 8 concurrent bodies,
  * 16 concurrent bodies of ~1 MB lines then 50 ordinary requests)
  *
- * Peak RSS of one worker (`node dist/main.js`, a fresh process per case) while it ingests
+ * Peak RSS of one worker (`node dist/main.js`, a fresh process per case) while it ingests (all
+ * three cases, or those named in MEMORY_CASES=gzip,concurrent,long)
  * - one gzip body that decodes to ≥ 1 GiB of taxi-like NDJSON, compressed on the fly into a
  *   chunked request (MAX_DECODED_BYTES raised to 2 GiB for it, MAX_BODY_BYTES to 1 GiB);
  * - 32 concurrent 10 MiB bodies (all on this one worker: under pm2 they would be spread);
@@ -307,7 +308,13 @@ async function main(): Promise<void> {
       `MAX_BODY_BYTES default: ${defaults.maxBodyBytes.toLocaleString('en-US')}; 1 GiB for the gzip case.`,
   );
   const cases: CaseResult[] = [];
-  for (const run of [gzipCase, concurrentCase, longLinesCase]) {
+  // MEMORY_CASES=gzip,concurrent,long: only these (all by default).
+  const only = process.env.MEMORY_CASES?.split(',');
+  const all = { gzip: gzipCase, concurrent: concurrentCase, long: longLinesCase };
+  const chosen = Object.entries(all).filter(([name]) => only === undefined || only.includes(name));
+  if (chosen.length === 0)
+    throw new Error(`MEMORY_CASES=${process.env.MEMORY_CASES}: gzip, concurrent, long`);
+  for (const [, run] of chosen) {
     const c = await run();
     console.log(
       `${c.name}: peak RSS ${mib(c.peak)} MiB (idle ${mib(c.idlePeak)} MiB, largest sample ${mib(c.sampledMax)} MiB), ${c.seconds.toFixed(1)} s` +
