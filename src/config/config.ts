@@ -52,6 +52,8 @@ export interface IngestConfig {
   maxDecoderWindowBytes: number;
   /** Decoder memory (windows) all requests of one worker may hold at once (503 beyond). */
   decoderMemoryBytes: number;
+  /** Room for long lines being read at once in a worker (long-line-budget.ts). */
+  longLineMemoryBytes: number;
   /** Quarantine records of one request, in bytes (413 `quarantine_too_large` beyond). */
   maxQuarantineBytes: number;
   /** How long a commit waits for the inter-process lock before 500 `lock_timeout`. */
@@ -191,6 +193,7 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     shedSampleMs: integer(env, 'SHED_SAMPLE_MS', 100, 10, 60000),
     maxDecoderWindowBytes: integer(env, 'MAX_DECODER_WINDOW_BYTES', 8388608, 1024, 1 << 30),
     decoderMemoryBytes: integer(env, 'DECODER_MEMORY_BYTES', 134217728, 1 << 20, 2 ** 40),
+    longLineMemoryBytes: integer(env, 'LONG_LINE_MEMORY_BYTES', 33554432, 1, 2 ** 40),
     maxQuarantineBytes: integer(env, 'MAX_QUARANTINE_BYTES', 67108864, 1, Number.MAX_SAFE_INTEGER),
     lockTimeoutMs: integer(env, 'LOCK_TIMEOUT_MS', 5000, 1, 2 ** 31 - 1),
     healthMinFreeBytes: integer(

@@ -9,6 +9,7 @@ import { NdjsonCsvTransform, type InvalidReason, type RowMeta } from './core/ndj
 import type { ColumnSpec } from './core/schema.js';
 import { PendingBytes } from '../csv/pending-bytes.js';
 import { createDecoder, type BodyDecoder, type DecoderLimits } from './body-decoder.js';
+import { LONG_LINE_BYTES, type LongLineBudget } from './long-line-budget.js';
 import { IngestError } from '../http/errors.js';
 
 export interface BodyLimits {
@@ -28,6 +29,8 @@ export interface BodyLimits {
   maxQuarantineBytes: number;
   /** Window bound and the worker's decoder memory budget. */
   decoders: DecoderLimits;
+  /** The worker's room for long lines being read (LONG_LINE_MEMORY_BYTES). */
+  longLines: LongLineBudget;
 }
 
 export interface LineError {
@@ -155,6 +158,41 @@ export function readBody(
     let parseNs = 0n;
     let done = false;
     let decoder: BodyDecoder | null = null;
+    // Long lines (long-line-budget.ts): the room this request holds, or its place in line.
+    const longLines = limits.longLines;
+    const lineRoom = limits.maxLineBytes + 2;
+    let reserved = 0;
+    let leaveLine: (() => void) | null = null;
+    let waitStarted = 0;
+    /** Time spent waiting for long-line room: not the client's, so not held against its rate. */
+    let waitedMs = 0;
+
+    /** After each push: reserve room when the partial line turns long, hand it on when it ends. */
+    const checkLongLine = (): void => {
+      const partial = transform.partialLineBytes;
+      if (reserved > 0) {
+        if (partial <= LONG_LINE_BYTES) {
+          longLines.release(reserved);
+          reserved = 0;
+        }
+        return;
+      }
+      if (partial <= LONG_LINE_BYTES || leaveLine !== null) return;
+      if (longLines.tryReserve(lineRoom)) {
+        reserved = lineRoom;
+        return;
+      }
+      // Wait with the body paused; output a decoder still makes from what it holds is taken in.
+      req.pause();
+      waitStarted = performance.now();
+      leaveLine = longLines.wait(lineRoom, () => {
+        leaveLine = null;
+        reserved = lineRoom;
+        waitedMs += performance.now() - waitStarted;
+        idle.refresh();
+        req.resume();
+      });
+    };
 
     const fail = (err: unknown): void => {
       if (done) return;
@@ -186,6 +224,7 @@ export function readBody(
       }
       parseNs += process.hrtime.bigint() - t0;
       if (quarantineOverflow) fail(quarantineTooLarge());
+      else checkLongLine();
     };
 
     const finish = (): void => {
@@ -223,14 +262,18 @@ export function readBody(
           onEnd: finish,
           onError: fail,
           onDrain: () => {
-            if (!done) req.resume();
+            if (!done && leaveLine === null) req.resume();
           },
         },
         limits.decoders,
       );
     }
 
-    let idle = setTimeout(() => fail(new IngestError('body_timeout')), limits.bodyTimeoutMs);
+    // While waiting for long-line room the body is paused by us: no body_timeout then (the timer
+    // is refreshed when the wait ends).
+    let idle = setTimeout(() => {
+      if (leaveLine === null) fail(new IngestError('body_timeout'));
+    }, limits.bodyTimeoutMs);
     const whole = setTimeout(
       () => fail(new IngestError('request_timeout')),
       Math.max(1, deadlineMs),
@@ -241,7 +284,11 @@ export function readBody(
     // the rate, not for REQUEST_TIMEOUT_MS.
     let slow: NodeJS.Timeout | undefined;
     const checkRate = (): void => {
-      const elapsed = performance.now() - startedAt;
+      if (leaveLine !== null) {
+        armRate(Math.max(50, limits.minBodyRateGraceMs));
+        return;
+      }
+      const elapsed = performance.now() - startedAt - waitedMs;
       if (receivedBytes < (elapsed / 1000) * limits.minBodyRate) {
         fail(
           new IngestError(
@@ -294,6 +341,10 @@ export function readBody(
       if (!req.complete) fail(new IngestError('client_aborted'));
     };
     const cleanup = (): void => {
+      leaveLine?.();
+      leaveLine = null;
+      if (reserved > 0) longLines.release(reserved);
+      reserved = 0;
       clearTimeout(idle);
       clearTimeout(whole);
       clearTimeout(slow);

@@ -10,6 +10,7 @@ import { closedFor } from '../http/http-answers.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { DecoderBudget, parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
+import { LongLineBudget } from './long-line-budget.js';
 import type { RowMeta } from './core/ndjson-csv.js';
 import { ShutdownDrain } from './shutdown-drain.js';
 
@@ -54,6 +55,8 @@ export class IngestService {
       maxWindowBytes: config.maxDecoderWindowBytes,
       budget: new DecoderBudget(config.decoderMemoryBytes),
     };
+    const longLines = new LongLineBudget(config.longLineMemoryBytes);
+    metrics.longLineSource = () => longLines;
     for (const d of this.datasets.all) {
       this.plans.set(d.name, {
         limits: {
@@ -69,6 +72,7 @@ export class IngestService {
           spillThresholdBytes: config.spillThresholdBytes,
           maxQuarantineBytes: config.maxQuarantineBytes,
           decoders,
+          longLines,
         },
         meta: d.specs.some((s) => s.meta !== undefined),
       });

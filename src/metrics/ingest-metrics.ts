@@ -59,6 +59,12 @@ export class IngestMetrics {
   readonly writeDuration: FastHistogram;
   /** Reads the number of requests in flight (set by the component that counts them). */
   inFlightSource: () => number = () => 0;
+  /** Reads the long-line budget (set by the ingest service). */
+  longLineSource: () => { reserved: number; waiting: number; waits: number } = () => ({
+    reserved: 0,
+    waiting: 0,
+    waits: 0,
+  });
 
   /** Tallies since the last collection, by dataset ('' for requests refused before one is known). */
   private readonly datasets = new Map<string, DatasetSeries>();
@@ -147,6 +153,32 @@ export class IngestMetrics {
       registers,
       collect() {
         this.set(inFlight());
+      },
+    });
+    const longLines = () => this.longLineSource();
+    new Gauge({
+      name: 'ingest_long_line_waiting_requests',
+      help: 'Requests waiting, body paused, for room to read a long line (LONG_LINE_MEMORY_BYTES).',
+      registers,
+      collect() {
+        this.set(longLines().waiting);
+      },
+    });
+    new Counter({
+      name: 'ingest_long_line_waits_total',
+      help: 'Requests that had to wait for room to read a long line (LONG_LINE_MEMORY_BYTES).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(longLines().waits);
+      },
+    });
+    new Gauge({
+      name: 'ingest_long_line_reserved_bytes',
+      help: 'Room reserved by the long lines being read (at most LONG_LINE_MEMORY_BYTES, or one line).',
+      registers,
+      collect() {
+        this.set(longLines().reserved);
       },
     });
     new Gauge({

@@ -395,6 +395,11 @@ export class NdjsonCsvTransform {
     this.kernelKey = `${options.eol}\u0000${options.maxLineBytes}\u0000${this.schema.key}`;
   }
 
+  /** Bytes of the line that straddles chunks kept so far (at most maxLineBytes + 2). */
+  get partialLineBytes(): number {
+    return this.carryLength;
+  }
+
   /** Records counted so far: valid + invalid (blank lines are not records). */
   get total(): number {
     return this.valid + this.invalid;
