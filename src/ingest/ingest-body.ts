@@ -167,9 +167,12 @@ export function readBody(
     /** Time spent waiting for long-line room: not the client's, so not held against its rate. */
     let waitedMs = 0;
 
-    /** After each push: reserve room when the partial line turns long, hand it on when it ends. */
+    /**
+     * After each push: reserve room when the copy of the partial line grows long, hand it on once
+     * the transform has let go of that copy (the long line ended).
+     */
     const checkLongLine = (): void => {
-      const partial = transform.partialLineBytes;
+      const partial = transform.lineBufferBytes;
       if (reserved > 0) {
         if (partial <= LONG_LINE_BYTES) {
           longLines.release(reserved);

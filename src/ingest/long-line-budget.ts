@@ -6,11 +6,11 @@
  * (MAX_IN_FLIGHT, 256 per worker) from holding a 1 MiB line at once: `npm run bench:memory` took
  * a worker from 118 to 222 MiB with 64 such requests, and 256 would need ~400 MiB more.
  *
- * So a request whose partial line grows past LONG_LINE_BYTES reserves room for a whole line
- * (MAX_LINE_BYTES + 2) before it reads on. While the reservations already held fill the budget,
+ * So a request whose copy of its partial line grows past LONG_LINE_BYTES (64 KiB) reserves room
+ * for a whole line (MAX_LINE_BYTES + 2) before it reads on. While the reservations already held fill the budget,
  * it waits: its body is paused (TCP pushes back on the client) and its body timers stop, so a
- * wait is not taken for a slow client. A reservation is held until the request's partial line is
- * short again (the long line ended) or the request ends.
+ * wait is not taken for a slow client. A reservation is held until the transform lets go of the
+ * copy (once the long line is scanned) or the request ends.
  *
  * No deadlock: a request that holds a reservation never waits for another, so the long lines
  * being read always finish (or their requests fail) and hand their room on; the first request to
@@ -18,8 +18,7 @@
  * than one line still lets long lines through, one at a time. Ordinary requests never wait.
  */
 
-/** A partial line longer than this is a long line (smaller ones are copied without asking). */
-export const LONG_LINE_BYTES = 64 * 1024;
+export { LONG_LINE_BYTES } from './core/ndjson-csv.js';
 
 export class LongLineBudget {
   /** Bytes reserved by the long lines being read. */

@@ -789,3 +789,23 @@ function splitEvery(body: Buffer, size: number): Buffer[] {
   for (let o = 0; o < body.length; o += size) chunks.push(body.subarray(o, o + size));
   return chunks;
 }
+
+describe('the copy of a line that straddles chunks', () => {
+  it('grows with a long line and is let go of once the line is scanned', () => {
+    const t = new NdjsonCsvTransform({ columns: ['a', 'b'], eol: 'lf', maxLineBytes: 1 << 20 });
+    const long = `{"a":1,"pad":"${'x'.repeat(300_000)}","b":2}\n{"a":3,"b":"tail`;
+    const rows: Buffer[] = [];
+    const sizes: number[] = [];
+    for (let i = 0; i < long.length; i += 50_000) {
+      rows.push(Buffer.from(t.push(Buffer.from(long.slice(i, i + 50_000)))));
+      sizes.push(t.lineBufferBytes);
+    }
+    // Held while the 300 KB line was open, small again once its LF came.
+    expect(Math.max(...sizes)).toBeGreaterThanOrEqual(300_000);
+    expect(sizes.at(-1)).toBeLessThanOrEqual(64 * 1024);
+    rows.push(Buffer.from(t.push(Buffer.from('"}\n'))));
+    rows.push(Buffer.from(t.end()));
+    expect(Buffer.concat(rows).toString()).toBe('1,2\n3,tail\n');
+    expect(() => t.push(Buffer.from('{"a":1}\n'))).toThrow('the transform has ended');
+  });
+});

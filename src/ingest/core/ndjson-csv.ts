@@ -155,6 +155,13 @@ const INVALID_ENTRIES = 4096;
 /** Regions are handed to the kernel in pieces of about this size (ending at an LF). */
 const PIECE = 1 << 20;
 const UTF8_BOM = [0xef, 0xbb, 0xbf];
+/** The copy of a partial line starts this large and doubles as the line grows. */
+const CARRY_START = 1 << 12;
+/**
+ * A partial line whose copy grows past this is a long line: the copy is let go of once the line
+ * is scanned (and ingest-body.ts counts it against LONG_LINE_MEMORY_BYTES meanwhile).
+ */
+export const LONG_LINE_BYTES = 64 * 1024;
 
 /**
  * One kernel instance with its memory laid out for regions of up to `capacity` bytes. Instances
@@ -370,7 +377,7 @@ export class NdjsonCsvTransform {
   private outLength = 0;
 
   // The partial line that straddles chunks (always without its LF).
-  private carry: Buffer = Buffer.allocUnsafe(1 << 12);
+  private carry: Buffer = Buffer.allocUnsafe(CARRY_START);
   private carryLength = 0;
   /** Bytes of the current partial line, also those beyond `maxLineBytes` that were not kept. */
   private carryTotal = 0;
@@ -395,9 +402,14 @@ export class NdjsonCsvTransform {
     this.kernelKey = `${options.eol}\u0000${options.maxLineBytes}\u0000${this.schema.key}`;
   }
 
-  /** Bytes of the line that straddles chunks kept so far (at most maxLineBytes + 2). */
-  get partialLineBytes(): number {
-    return this.carryLength;
+  /**
+   * Bytes held for the line that straddles chunks: the size of its copy's buffer. It grows with
+   * the line (up to maxLineBytes + 2) and falls back to a few KiB once a line over LONG_LINE_BYTES has
+   * been scanned, so what a request holds follows the line it is in (ingest-body.ts bounds the
+   * long ones a worker reads at once by this).
+   */
+  get lineBufferBytes(): number {
+    return this.carry.length;
   }
 
   /** Records counted so far: valid + invalid (blank lines are not records). */
@@ -407,6 +419,7 @@ export class NdjsonCsvTransform {
 
   /** Feeds the next piece of the decoded body; returns the CSV rows of the lines it completed. */
   push(chunk: Buffer): Buffer {
+    if (this.ended) throw new Error('the transform has ended');
     this.outLength = 0;
     if (this.atBodyStart) {
       const start = this.takeBodyStart(chunk);
@@ -524,19 +537,27 @@ export class NdjsonCsvTransform {
     this.carryLength = 0;
     this.carryOverflow = false;
     const carried = this.carry;
-    // Length as split: without LF and without a CR right before it.
-    let lineBytes = total - 1;
-    if (lineBytes > 0 && this.carryPrevByte === CR) lineBytes--;
-    if (overflow || lineBytes > this.maxLineBytes) {
-      // Length first, then blankness, then UTF-8: the same order as for a line inside a chunk.
-      this.lines++;
-      const isBlankLine = overflow ? blank : isBlank(carried, 0, kept - 1);
-      if (!isBlankLine) {
-        this.reportInvalid(carried, 0, this.maxLineBytes, 'line_too_long', lineBytes);
+    try {
+      // Length as split: without LF and without a CR right before it.
+      let lineBytes = total - 1;
+      if (lineBytes > 0 && this.carryPrevByte === CR) lineBytes--;
+      if (overflow || lineBytes > this.maxLineBytes) {
+        // Length first, then blankness, then UTF-8: the same order as for a line inside a chunk.
+        this.lines++;
+        const isBlankLine = overflow ? blank : isBlank(carried, 0, kept - 1);
+        if (!isBlankLine) {
+          this.reportInvalid(carried, 0, this.maxLineBytes, 'line_too_long', lineBytes);
+        }
+        return;
       }
-      return;
+      this.scanRegion(carried, 0, kept);
+    } finally {
+      // A long line's copy is let go of once it is scanned: the next partial line starts small.
+      if (carried.length > LONG_LINE_BYTES && carried === this.carry) {
+        this.carry = Buffer.allocUnsafe(CARRY_START);
+        discard(carried);
+      }
     }
-    this.scanRegion(carried, 0, kept);
   }
 
   /** Scans the complete lines in buf[start, end); buf[end - 1] is LF. */
