@@ -13,6 +13,10 @@ export class NdjsonCsvTransform {
     return 0;
   }
 
+  get lineBufferBytes() {
+    return 0;
+  }
+
   push() {
     return EMPTY;
   }
@@ -25,6 +29,8 @@ export class NdjsonCsvTransform {
 }
 
 /** The rest of the module's exports, as the service imports them (datasets, the CSV sink). */
+export const LONG_LINE_BYTES = 64 * 1024;
+
 export class CellError extends Error {}
 
 export function cellOf() {
