@@ -107,8 +107,11 @@ function drainBody(req: IncomingMessage): void {
   if (!req.complete) {
     const timer = setTimeout(() => socket.destroy(), LINGER_MS);
     timer.unref();
-    req.once('end', () => clearTimeout(timer));
-    socket.once('close', () => clearTimeout(timer));
+    // On the request, not the kept socket: one listener per refusal on a connection that takes
+    // many would pile up there (Node warned at 11) for as long as the connection lives.
+    const stop = (): void => clearTimeout(timer);
+    req.once('end', stop);
+    req.once('close', stop);
   }
   req.resume();
 }

@@ -127,6 +127,29 @@ describe('refusals for load keep the connection when the body can be drained', (
     expect(readFileSync(file(), 'utf8')).toBe('held,,,\nretry,,,\n');
   });
 
+  it('takes many refusals on one connection without piling up listeners on it', async () => {
+    const again = await Conn.open(server.port);
+    const [holdHead, holdRest] = postInTwo(line('again'), 3);
+    again.socket.write(holdHead);
+    await new Promise((r) => setTimeout(r, 200));
+    const c = await Conn.open(server.port);
+    for (let i = 0; i < 15; i++) {
+      // Half the body before the answer: the drain of the rest is timed (LINGER_MS).
+      const [head, rest] = postInTwo(line(`refused-${i}`).repeat(50), 100);
+      c.socket.write(head);
+      expect((await c.answer()).status).toBe(503);
+      c.socket.write(rest);
+    }
+    expect(c.closed).toBe(false);
+    // Node warns when 11 listeners of one event sit on one emitter (the connection's socket).
+    await new Promise((r) => setTimeout(r, 100));
+    expect(server.output()).not.toMatch(/MaxListenersExceededWarning/);
+    c.socket.destroy();
+    again.socket.write(holdRest);
+    expect((await again.answer()).status).toBe(200);
+    again.socket.destroy();
+  });
+
   it.each([
     ['a body larger than OVERLOAD_DRAIN_BYTES', `Content-Length: ${OVERLOAD_DRAIN_BYTES + 1}\r\n`],
     ['a chunked body', 'Transfer-Encoding: chunked\r\n'],
