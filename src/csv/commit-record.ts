@@ -1,6 +1,8 @@
 /**
  * The commit record at the start of the lock file (the protocol is in csv-committer.ts): `CLEAN`,
- * or `PENDING <byteLength> <crc32> <json>` naming where an unfinished commit began in each file.
+ * or `PENDING <byteLength> <crc32> <json>` naming where an unfinished commit began in each file,
+ * or, with CSV_FSYNC, `CLEAN <byteLength> <crc32> <json>` naming where the last commit began and
+ * ended in each file (what a power loss is repaired from).
  *
  * The byte length and the CRC-32 of the JSON let a damaged record tell itself apart from a valid
  * one. A record cut short (a file system that lost a page, a copy that stopped half-way) or edited
@@ -34,8 +36,18 @@ export interface FileIdentity {
   readonly ino: number;
 }
 
+/** Where a finished commit began and ended in one file. */
+export interface RecordedSpan extends RecordedFile {
+  end: number;
+}
+
 export type CommitRecord =
-  | { readonly state: 'clean' }
+  | {
+      readonly state: 'clean';
+      /** CLEAN with offsets (CSV_FSYNC): the last commit's span in each file it wrote. */
+      readonly csv?: RecordedSpan;
+      readonly quarantine?: RecordedSpan | null;
+    }
   | {
       readonly state: 'pending';
       readonly csv: RecordedFile;
@@ -46,7 +58,7 @@ export type CommitRecord =
 export const CLEAN_TEXT = 'CLEAN\n';
 const CLEAN_LINE = Buffer.from(CLEAN_TEXT);
 const CLEAN: CommitRecord = { state: 'clean' };
-const HEADER = /^PENDING (\d{1,4}) ([0-9a-f]{8}) /;
+const HEADER = /^(PENDING|CLEAN) (\d{1,4}) ([0-9a-f]{8}) /;
 
 /** The lock file of a CSV folder and prefix, which holds the commit record. */
 export function lockFilePath(dir: string, prefix: string): string {
@@ -74,6 +86,34 @@ export function pendingRecord(
   return `PENDING ${Buffer.byteLength(json)} ${crc} ${json}\n`;
 }
 
+/**
+ * The CLEAN record of a commit that appended `csv` [csvStart, csvEnd) (and `quarantine`), written
+ * with CSV_FSYNC: a power loss that keeps this record keeps those spans whole or none of the last.
+ */
+export function cleanRecord(
+  csv: FileIdentity,
+  csvStart: number,
+  csvEnd: number,
+  quarantine: FileIdentity | null,
+  quarantineStart: number,
+  quarantineEnd: number,
+): string {
+  const json = JSON.stringify([
+    csv.path,
+    csv.dev,
+    csv.ino,
+    csvStart,
+    csvEnd,
+    quarantine?.path ?? '',
+    quarantine?.dev ?? 0,
+    quarantine?.ino ?? 0,
+    quarantineStart,
+    quarantineEnd,
+  ]);
+  const crc = crc32(json).toString(16).padStart(8, '0');
+  return `CLEAN ${Buffer.byteLength(json)} ${crc} ${json}\n`;
+}
+
 /** Reads the record from the first `n` bytes of `bytes` (what one read at offset 0 returned). */
 export function parseCommitRecord(bytes: Buffer, n: number): CommitRecord {
   if (n === 0) return CLEAN;
@@ -94,13 +134,15 @@ export function parseCommitRecord(bytes: Buffer, n: number): CommitRecord {
   const header = HEADER.exec(line);
   if (header === null) {
     return unreadable(
-      line.startsWith('PENDING') ? 'no valid length and CRC-32' : 'neither CLEAN nor PENDING',
+      line.startsWith('PENDING') || line.startsWith('CLEAN ')
+        ? 'no valid length and CRC-32'
+        : 'neither CLEAN nor PENDING',
     );
   }
   const jsonStart = header[0].length; // ASCII: as many bytes as characters
-  const jsonEnd = jsonStart + Number(header[1]);
+  const jsonEnd = jsonStart + Number(header[2]);
   if (lf < 0 || jsonEnd !== lf) return unreadable('the length does not match the record');
-  if (crc32(bytes.subarray(jsonStart, jsonEnd)) !== parseInt(header[2], 16)) {
+  if (crc32(bytes.subarray(jsonStart, jsonEnd)) !== parseInt(header[3], 16)) {
     return unreadable('the CRC-32 does not match the record');
   }
   let fields: unknown;
@@ -109,7 +151,19 @@ export function parseCommitRecord(bytes: Buffer, n: number): CommitRecord {
   } catch {
     return unreadable('the record is not JSON');
   }
-  if (!isPendingFields(fields)) return unreadable('the record does not have the fields of PENDING');
+  if (header[1] === 'CLEAN') {
+    if (!isFields(fields, 10) || fields[3] > fields[4] || fields[8] > fields[9]) {
+      return unreadable('the record does not have the fields of CLEAN');
+    }
+    const [cPath, cDev, cIno, cStart, cEnd, kPath, kDev, kIno, kStart, kEnd] = fields;
+    return {
+      state: 'clean',
+      csv: { path: cPath, dev: cDev, ino: cIno, start: cStart, end: cEnd },
+      quarantine:
+        kPath === '' ? null : { path: kPath, dev: kDev, ino: kIno, start: kStart, end: kEnd },
+    };
+  }
+  if (!isFields(fields, 8)) return unreadable('the record does not have the fields of PENDING');
   const [csvPath, csvDev, csvIno, csvStart, qPath, qDev, qIno, qStart] = fields;
   return {
     state: 'pending',
@@ -138,12 +192,21 @@ export function readCommitRecordFile(path: string): CommitRecord {
   }
 }
 
-type PendingFields = [string, number, number, number, string, number, number, number];
-
-function isPendingFields(v: unknown): v is PendingFields {
-  if (!Array.isArray(v) || v.length !== 8) return false;
-  for (let i = 0; i < 8; i++) {
-    const ok = i % 4 === 0 ? typeof v[i] === 'string' : Number.isSafeInteger(v[i]) && v[i] >= 0;
+/**
+ * PENDING: [path, dev, ino, start] for the CSV then the quarantine file; CLEAN: [path, dev, ino,
+ * start, end] for each. A path is a string (the CSV's never empty), the rest integers ≥ 0.
+ */
+function isFields(v: unknown, n: 8): v is [string, number, number, number, string, number, number, number];
+function isFields(
+  v: unknown,
+  n: 10,
+): v is [string, number, number, number, number, string, number, number, number, number];
+function isFields(v: unknown, n: number): boolean {
+  if (!Array.isArray(v) || v.length !== n) return false;
+  const perFile = n / 2;
+  for (let i = 0; i < n; i++) {
+    const ok =
+      i % perFile === 0 ? typeof v[i] === 'string' : Number.isSafeInteger(v[i]) && v[i] >= 0;
     if (!ok) return false;
   }
   return v[0] !== '';

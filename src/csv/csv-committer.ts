@@ -12,12 +12,14 @@
  *     (rotation renames in place, `x.csv` → `x.csv.1`, so only names that extend the recorded one).
  *     A path that now names another file is left alone; if the inode is nowhere to be found, a
  *     warning says so.
+ *  2b. With CSV_FSYNC, a CLEAN names the last commit's span in each file: cut what a power loss
+ *     left outside it (below).
  *  3. Open or reopen the day files (a new day, or the path's inode changed after a rotation). On a
  *     new day the previous day's descriptors are let go of, the quarantine one included, which
  *     would otherwise stay open until the next invalid line.
  *  4. Record PENDING with the current size and inode of both files, then append the rows.
  *  5. On any write error or short write: truncate back, clear the record, fail (ENOSPC → 507).
- *  6. Clear the record (CLEAN) and unlock.
+ *  6. Clear the record (CLEAN; with CSV_FSYNC, naming this commit's spans) and unlock.
  *
  * The lock is an OFD lock (fcntl F_OFD_SETLK, through fs-native-extensions): it belongs to the
  * open file description, so the kernel drops it when a worker dies, even by SIGKILL, and two
@@ -42,9 +44,19 @@
  * The record is rewritten in place with pwrite: it lives in the page cache, which every process
  * shares and which survives a process crash.
  *
- * Durability with `fsync` (CSV_FSYNC=true). PENDING is fdatasync'd before the rows are written,
- * so rows on disk come with a record that undoes them. A commit resolves only once a group sync
- * has fdatasync'd the files it appended to and the lock file, i.e. once its CLEAN (or a later
+ * Durability with `fsync` (CSV_FSYNC=true). Rows on disk must come with a record that undoes
+ * them, since the kernel may write them back before anything is synced. The CLEAN record then
+ * names where the commit began and ended in each file (`CLEAN <len> <crc> <json>`), and a commit
+ * reads it as step 2b: bytes past its end are cut (commits after it whose records a power loss
+ * did not keep: none was answered), and a file that ends inside it goes back to where it began
+ * (its CLEAN reached the disk before all its rows; not answered either). A commit whose CLEAN
+ * before it is on the same CSV file and ends where it begins needs nothing more: whichever record
+ * since the last sync of the lock file a power loss keeps, it cuts this commit's rows away. Any
+ * other commit (the first to a file, one after a repair or a plain CLEAN, one with quarantine
+ * records) fdatasyncs its PENDING before writing rows, as every commit did before: one fdatasync
+ * per commit on the event loop was a third of what CSV_FSYNC cost at c8 (BENCHMARKS.md).
+ *
+ * A commit resolves only once a group sync has fdatasync'd the files it appended to and the lock file, i.e. once its CLEAN (or a later
  * commit's PENDING) is on disk: otherwise its PENDING could stay the last durable record, and after
  * a power loss the first commit would truncate rows that were answered 200. Syncing the lock file
  * in the same round as the data files, not after them, is enough for that: from then on the lock
@@ -89,11 +101,13 @@ import { IngestError } from '../http/errors.js';
 import {
   CLEAN_TEXT,
   RECORD_BYTES,
+  cleanRecord,
   lockFilePath,
   parseCommitRecord,
   pendingRecord,
   type CommitRecord,
   type RecordedFile,
+  type RecordedSpan,
 } from './commit-record.js';
 import { PendingBytes, writeFully } from './pending-bytes.js';
 
@@ -282,8 +296,13 @@ export class CsvCommitter {
         const record = this.readRecord(lock);
         if (record.state !== 'unreadable') {
           this.reported = null;
-          if (record.state === 'pending') this.repair(lock, record.csv, record.quarantine);
-          return this.append(lock, rows, quarantine, started);
+          if (record.state === 'pending') {
+            this.repair(lock, record.csv, record.quarantine);
+          } else if (record.csv !== undefined) {
+            this.repairSpan(record.csv);
+            if (record.quarantine) this.repairSpan(record.quarantine);
+          }
+          return this.append(lock, rows, quarantine, started, record);
         }
         if (attempt > 0 || !this.lockFileReplaced(lock)) {
           this.reportUnreadable(record);
@@ -299,12 +318,13 @@ export class CsvCommitter {
     }
   }
 
-  /** Steps 3–6 of the protocol, under the lock, with the record clean. */
+  /** Steps 3–6 of the protocol, under the lock, with the record clean (`prior`, as read). */
   private append(
     lock: OpenFile,
     rows: PendingBytes,
     quarantine: PendingBytes,
     started: bigint,
+    prior: CommitRecord,
   ): Committed {
     const result: CommitResult = {
       csvBytes: rows.length,
@@ -322,7 +342,9 @@ export class CsvCommitter {
     const qStart = q === null ? 0 : fstatSync(q.fd).size;
     const header = this.options.header;
     this.writeRecord(lock, pendingRecord(csv, csvStart, q, qStart));
-    if (this.options.fsync) this.fileSync.fdatasyncSync(lock.fd);
+    if (this.options.fsync && !undoneByPrior(prior, csv, csvStart, q)) {
+      this.fileSync.fdatasyncSync(lock.fd);
+    }
     try {
       if (header !== undefined && csvStart === 0 && rows.length > 0) {
         writeFully(csv.fd, header);
@@ -338,7 +360,19 @@ export class CsvCommitter {
       this.writeRecord(lock, CLEAN_TEXT);
       throw err;
     }
-    this.writeRecord(lock, CLEAN_TEXT);
+    this.writeRecord(
+      lock,
+      this.options.fsync
+        ? cleanRecord(
+            csv,
+            csvStart,
+            csvStart + result.csvBytes,
+            q,
+            qStart,
+            qStart + result.quarantineBytes,
+          )
+        : CLEAN_TEXT,
+    );
     result.writeSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     // The lock file goes with the data files: the commit is durable once its CLEAN is.
     const synced = this.options.fsync
@@ -427,10 +461,36 @@ export class CsvCommitter {
    * file itself may have been renamed, with the partial commit still at its end.
    */
   private truncateBack(f: RecordedFile): void {
-    if (truncateIfSame(f.path, f)) return;
+    this.cutFile(f, (fd) => {
+      if (fstatSync(fd).size > f.start) ftruncateSync(fd, f.start);
+    });
+  }
+
+  /**
+   * What a power loss can leave behind a CLEAN with offsets (CSV_FSYNC), which a commit may not
+   * have synced its PENDING after (see undoneByPrior): bytes past the last commit's end (later
+   * commits, none of them answered) go; a file that ends inside the last commit (its CLEAN reached
+   * the disk before all of its rows did, so it was not answered either) goes back to where that
+   * commit began. Otherwise, as always without a power loss, the file ends where the commit did.
+   */
+  private repairSpan(f: RecordedSpan): void {
+    const held = this.csv;
+    if (held !== null && held.dev === f.dev && held.ino === f.ino) {
+      cutSpan(held.fd, f); // the common case, without a lookup
+      return;
+    }
+    this.cutFile(f, (fd) => cutSpan(fd, f), false);
+  }
+
+  /**
+   * Runs `cut` on the file `f` names, found by its identity: at its path, through a descriptor
+   * this worker holds, or under a name that extends the recorded one in the folder (rotation).
+   */
+  private cutFile(f: RecordedFile, cut: (fd: number) => void, warnIfLost = true): void {
+    if (withSameFile(f.path, f, cut)) return;
     for (const held of [this.csv, this.quarantine]) {
       if (held !== null && held.dev === f.dev && held.ino === f.ino) {
-        if (fstatSync(held.fd).size > f.start) ftruncateSync(held.fd, f.start);
+        cut(held.fd);
         return;
       }
     }
@@ -448,8 +508,13 @@ export class CsvCommitter {
       } catch {
         continue; // removed meanwhile
       }
-      if (st.isFile() && st.dev === f.dev && st.ino === f.ino && truncateIfSame(path, f)) return;
+      if (st.isFile() && st.dev === f.dev && st.ino === f.ino && withSameFile(path, f, cut)) {
+        return;
+      }
     }
+    // A finished commit's file that is gone (deleted, or moved out of the folder) has nothing
+    // of an unanswered commit to undo that anyone will read here.
+    if (!warnIfLost) return;
     this.logger.warn(
       `an unfinished commit recorded in ${this.lockPath} began at byte ${f.start} of ${f.path} ` +
         `(dev ${f.dev}, inode ${f.ino}), but no file with that inode is at that path, open in ` +
@@ -473,8 +538,8 @@ export class CsvCommitter {
   }
 }
 
-/** Truncates `path` to `f.start` if it is still the file `f` names; false if it is not. */
-function truncateIfSame(path: string, f: RecordedFile): boolean {
+/** Runs `cut` on `path` if it is still the file `f` names; false if it is not. */
+function withSameFile(path: string, f: RecordedFile, cut: (fd: number) => void): boolean {
   let fd: number;
   try {
     fd = openSync(path, O_WRONLY);
@@ -485,11 +550,44 @@ function truncateIfSame(path: string, f: RecordedFile): boolean {
   try {
     const st = fstatSync(fd);
     if (st.dev !== f.dev || st.ino !== f.ino) return false;
-    if (st.size > f.start) ftruncateSync(fd, f.start);
+    cut(fd);
     return true;
   } finally {
     closeSync(fd);
   }
+}
+
+/** The span rule of repairSpan on an open descriptor. Never lengthens a file. */
+function cutSpan(fd: number, f: RecordedSpan): void {
+  const size = fstatSync(fd).size;
+  if (size > f.end) ftruncateSync(fd, f.end);
+  else if (size < f.end && size > f.start) ftruncateSync(fd, f.start);
+}
+
+/**
+ * Whether a power loss before this commit's PENDING reaches the disk would still undo its rows:
+ * the record it replaces is a CLEAN with offsets on the same CSV file, ending where this commit
+ * begins (and it writes no quarantine record). Every record since the lock file was last synced
+ * then names this file at or before this point, and any of them kept by a power loss cuts the file
+ * back to at most here (repairSpan; a PENDING to its start). So the PENDING needs no fdatasync of
+ * its own: one per commit was a third of the CPU CSV_FSYNC costs (BENCHMARKS.md). The first commit
+ * to a file (a new day, a rotation), one after a repair, a plain CLEAN, or one with quarantine
+ * records still syncs it first, as before.
+ */
+function undoneByPrior(
+  prior: CommitRecord,
+  csv: OpenFile,
+  csvStart: number,
+  q: OpenFile | null,
+): boolean {
+  return (
+    q === null &&
+    prior.state === 'clean' &&
+    prior.csv !== undefined &&
+    prior.csv.dev === csv.dev &&
+    prior.csv.ino === csv.ino &&
+    prior.csv.end === csvStart
+  );
 }
 
 /**

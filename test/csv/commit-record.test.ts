@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import {
+  cleanRecord,
   parseCommitRecord,
   pendingRecord,
   readCommitRecordFile,
@@ -33,6 +34,42 @@ describe('the commit record', () => {
       state: 'pending',
       csv: { ...csv, start: 0 },
       quarantine: null,
+    });
+  });
+
+  it('reads a CLEAN record with offsets (CSV_FSYNC) back as written', () => {
+    expect(parse(cleanRecord(csv, 1234, 2000, quarantine, 56, 99).padEnd(1024, ' '))).toEqual({
+      state: 'clean',
+      csv: { ...csv, start: 1234, end: 2000 },
+      quarantine: { ...quarantine, start: 56, end: 99 },
+    });
+    expect(parse(cleanRecord(csv, 0, 10, null, 0, 0))).toEqual({
+      state: 'clean',
+      csv: { ...csv, start: 0, end: 10 },
+      quarantine: null,
+    });
+  });
+
+  it('reads a CLEAN record with offsets cut short, or with any one byte changed, as unreadable', () => {
+    const record = Buffer.from(cleanRecord(csv, 1234, 2000, quarantine, 56, 99));
+    // Cut to `CLEAN` and spaces it reads as an operator's plain CLEAN (tested above).
+    for (let cut = 7; cut < record.length; cut++) {
+      expect(parse(record.subarray(0, cut))).toMatchObject({ state: 'unreadable' });
+    }
+    for (let i = 0; i < record.length - 1; i++) {
+      const damaged = Buffer.from(record);
+      damaged[i] ^= 0x01;
+      if (damaged[i] === 0x0a) continue;
+      expect(parse(damaged)).toMatchObject({ state: 'unreadable' });
+    }
+  });
+
+  it('reads a CLEAN record whose span ends before it begins as unreadable', () => {
+    const json = JSON.stringify([csv.path, 1, 2, 30, 20, '', 0, 0, 0, 0]);
+    const crc = crc32(json).toString(16).padStart(8, '0');
+    expect(parse(`CLEAN ${Buffer.byteLength(json)} ${crc} ${json}\n`)).toMatchObject({
+      state: 'unreadable',
+      reason: 'the record does not have the fields of CLEAN',
     });
   });
 

@@ -19,12 +19,13 @@ import {
   readlinkSync,
   renameSync,
   statSync,
+  truncateSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { tryLock, unlock } from 'fs-native-extensions';
-import { pendingRecord } from '../../src/csv/commit-record.js';
+import { pendingRecord, readCommitRecordFile } from '../../src/csv/commit-record.js';
 import {
   CsvCommitter,
   localDay,
@@ -578,6 +579,83 @@ describe('CSV_FSYNC durability and descriptors', () => {
     expect(readFileSync(join(dir, `t-${today()}.quarantine.ndjson`), 'utf8')).toBe(
       '{"q":1}\n{"q":2}\n',
     );
+  });
+
+  it('a PENDING is synced only when the CLEAN it replaces could not undo its rows', async () => {
+    const dir = tempDir();
+    const disk = diskModel();
+    let pendingSyncs = 0;
+    const sync = {
+      ...disk.sync,
+      fdatasyncSync: (fd: number) => {
+        pendingSyncs++;
+        disk.sync.fdatasyncSync(fd);
+      },
+    };
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: true, sync });
+    const lock = join(dir, '.t.lock');
+    const file = join(dir, `t-${today()}.csv`);
+    await c.commit(pending(dir, 'a\n'), pending(dir, ''));
+    expect(pendingSyncs).toBe(1); // the first commit: the record named no file
+    await c.commit(pending(dir, 'b\n'), pending(dir, ''));
+    expect(pendingSyncs).toBe(1); // the CLEAN before it ends where it begins, in this file
+    const record = readCommitRecordFile(lock);
+    expect(record).toMatchObject({
+      state: 'clean',
+      csv: { path: file, start: 2, end: 4 },
+      quarantine: null,
+    });
+    await c.commit(pending(dir, 'c\n'), pending(dir, '{"q":1}\n'));
+    expect(pendingSyncs).toBe(2); // quarantine records: synced as before
+    await c.commit(pending(dir, 'd\n'), pending(dir, ''));
+    expect(pendingSyncs).toBe(2);
+    // Something else changed the file (here, cut it): the CLEAN no longer ends where the next
+    // commit begins, so that one syncs its PENDING (and nothing is repaired: it never lengthens).
+    truncateSync(file, 0);
+    await c.commit(pending(dir, 'e\n'), pending(dir, ''));
+    expect(pendingSyncs).toBe(3);
+    expect(readFileSync(file, 'utf8')).toBe('e\n');
+    await c.close();
+  });
+
+  it('a power loss that keeps an earlier CLEAN cuts what later, unsynced commits wrote', async () => {
+    const dir = tempDir();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: true });
+    const lock = join(dir, '.t.lock');
+    const file = join(dir, `t-${today()}.csv`);
+    await c.commit(pending(dir, 'acked,1\n'), pending(dir, ''));
+    const keptRecord = readFileSync(lock);
+    await c.commit(pending(dir, 'later,2\n'), pending(dir, ''));
+    await c.close();
+    // What the disk may hold: the first CLEAN, and part of the second commit's rows (written back
+    // by the kernel before its PENDING, which was not synced).
+    writeFileSync(lock, keptRecord);
+    writeFileSync(file, 'acked,1\nlat');
+    const next = new CsvCommitter({ dir, prefix: 't', fsync: true });
+    await next.commit(pending(dir, 'after,3\n'), pending(dir, ''));
+    await next.close();
+    expect(readFileSync(file, 'utf8')).toBe('acked,1\nafter,3\n');
+  });
+
+  it('a power loss that keeps a CLEAN before all of its rows cuts that commit back to its start', async () => {
+    const dir = tempDir();
+    const c = new CsvCommitter({ dir, prefix: 't', fsync: true });
+    const lock = join(dir, '.t.lock');
+    const file = join(dir, `t-${today()}.csv`);
+    await c.commit(pending(dir, 'acked,1\n'), pending(dir, ''));
+    await c.commit(pending(dir, 'unanswered,2\nunanswered,3\n'), pending(dir, ''));
+    await c.close();
+    // The second CLEAN reached the disk, its rows only in part (it was never answered: its
+    // answer waits for the sync of both).
+    writeFileSync(file, 'acked,1\nunanswered,2\nuna');
+    const next = new CsvCommitter({ dir, prefix: 't', fsync: true });
+    await next.commit(pending(dir, 'after,4\n'), pending(dir, ''));
+    await next.close();
+    expect(readFileSync(file, 'utf8')).toBe('acked,1\nafter,4\n');
+    expect(readCommitRecordFile(lock)).toMatchObject({
+      state: 'clean',
+      csv: { start: 8, end: 16 },
+    });
   });
 
   it('one round of syncs covers every commit that finished while the previous one ran', async () => {
