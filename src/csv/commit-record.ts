@@ -72,7 +72,7 @@ export function pendingRecord(
   quarantine: FileIdentity | null,
   quarantineStart: number,
 ): string {
-  const json = JSON.stringify([
+  return framed('PENDING', [
     csv.path,
     csv.dev,
     csv.ino,
@@ -82,8 +82,13 @@ export function pendingRecord(
     quarantine?.ino ?? 0,
     quarantineStart,
   ]);
+}
+
+/** `<kind> <byteLength> <crc32> <json>` and its LF: the length and CRC are of the JSON. */
+function framed(kind: 'PENDING' | 'CLEAN', fields: (string | number)[]): string {
+  const json = JSON.stringify(fields);
   const crc = crc32(json).toString(16).padStart(8, '0');
-  return `PENDING ${Buffer.byteLength(json)} ${crc} ${json}\n`;
+  return `${kind} ${Buffer.byteLength(json)} ${crc} ${json}\n`;
 }
 
 /**
@@ -98,7 +103,7 @@ export function cleanRecord(
   quarantineStart: number,
   quarantineEnd: number,
 ): string {
-  const json = JSON.stringify([
+  return framed('CLEAN', [
     csv.path,
     csv.dev,
     csv.ino,
@@ -110,8 +115,6 @@ export function cleanRecord(
     quarantineStart,
     quarantineEnd,
   ]);
-  const crc = crc32(json).toString(16).padStart(8, '0');
-  return `CLEAN ${Buffer.byteLength(json)} ${crc} ${json}\n`;
 }
 
 /** Reads the record from the first `n` bytes of `bytes` (what one read at offset 0 returned). */
