@@ -7,8 +7,8 @@
  *     unreadable one fails the commit with `commit_record_unreadable` and writes nothing: offsets
  *     guessed from a damaged record could cut into acknowledged rows. /health turns 503 on it.
  *  2. Repair: if it is PENDING (a committer died or failed half-way), truncate each file it names
- *     back to the offset it recorded. The file is found by the dev and inode recorded with it: at
- *     its path, else through a descriptor this worker holds on it, else by name in the CSV folder
+ *     back to the offset it recorded. The file is found by the dev and inode recorded with it:
+ *     through a descriptor this worker holds on it, else at its path, else by name in the CSV folder
  *     (rotation renames in place, `x.csv` → `x.csv.1`, so only names that extend the recorded one).
  *     A path that now names another file is left alone; if the inode is nowhere to be found, a
  *     warning says so.
@@ -474,26 +474,22 @@ export class CsvCommitter {
    * commit began. Otherwise, as always without a power loss, the file ends where the commit did.
    */
   private repairSpan(f: RecordedSpan): void {
-    const held = this.csv;
-    if (held !== null && held.dev === f.dev && held.ino === f.ino) {
-      cutSpan(held.fd, f); // the common case, without a lookup
-      return;
-    }
     this.cutFile(f, (fd) => cutSpan(fd, f), false);
   }
 
   /**
-   * Runs `cut` on the file `f` names, found by its identity: at its path, through a descriptor
-   * this worker holds, or under a name that extends the recorded one in the folder (rotation).
+   * Runs `cut` on the file `f` names, found by its identity: through a descriptor this worker
+   * holds (the common case, checked first: no system call), at its path, or under a name that
+   * extends the recorded one in the folder (rotation).
    */
   private cutFile(f: RecordedFile, cut: (fd: number) => void, warnIfLost = true): void {
-    if (withSameFile(f.path, f, cut)) return;
     for (const held of [this.csv, this.quarantine]) {
       if (held !== null && held.dev === f.dev && held.ino === f.ino) {
         cut(held.fd);
         return;
       }
     }
+    if (withSameFile(f.path, f, cut)) return;
     // Only names that extend the recorded one (`x.csv.1`, `x.csv-20300131`), never the lock or a
     // spill file: an inode number freed by a deleted file is soon reused by another, and a repair
     // must not truncate a file that merely got the same number.
