@@ -112,6 +112,28 @@ function checkAnswer(a: Answer, records: number, problems: string[], what: strin
   }
 }
 
+/**
+ * `n` requests of `body` at once, each on its own connection; every answer must be a 200 counting
+ * `records` valid records (problems named `what` 1…n). Returns the seconds until the last answer.
+ */
+async function sendAtOnce(
+  server: RunningServer,
+  n: number,
+  body: Buffer,
+  records: number,
+  problems: string[],
+  what: string,
+): Promise<number> {
+  const start = performance.now();
+  const answers = await Promise.all(
+    Array.from({ length: n }, () =>
+      send(`${server.url}/ingest`, body, { headers: { 'content-type': 'application/x-ndjson' } }),
+    ),
+  );
+  answers.forEach((a, i) => checkAnswer(a, records, problems, `${what} ${i + 1}`));
+  return (performance.now() - start) / 1000;
+}
+
 async function withServer(
   env: Record<string, string>,
   run: (server: RunningServer) => Promise<Omit<CaseResult, 'idlePeak' | 'peak' | 'sampledMax'>>,
@@ -210,16 +232,7 @@ async function concurrentCase(): Promise<CaseResult> {
   const body = Buffer.from(text);
   return withServer({}, async (server) => {
     const problems: string[] = [];
-    const start = performance.now();
-    const answers = await Promise.all(
-      Array.from({ length: CONCURRENT }, () =>
-        send(`${server.url}/ingest`, body, {
-          headers: { 'content-type': 'application/x-ndjson' },
-        }),
-      ),
-    );
-    const seconds = (performance.now() - start) / 1000;
-    answers.forEach((a, i) => checkAnswer(a, records, problems, `body ${i + 1}`));
+    const seconds = await sendAtOnce(server, CONCURRENT, body, records, problems, 'body');
     const rows = await countRows(server.csvDir);
     if (rows !== records * CONCURRENT) {
       problems.push(`${rows} rows for ${CONCURRENT} × ${records} records`);
@@ -255,16 +268,7 @@ async function hugeLinesCase(bounded: boolean): Promise<CaseResult> {
   if (!bounded) env.LONG_LINE_MEMORY_BYTES = String(2 ** 40);
   return withServer(env, async (server) => {
     const problems: string[] = [];
-    const start = performance.now();
-    const answers = await Promise.all(
-      Array.from({ length: HUGE_CONCURRENT }, () =>
-        send(`${server.url}/ingest`, body, {
-          headers: { 'content-type': 'application/x-ndjson' },
-        }),
-      ),
-    );
-    const seconds = (performance.now() - start) / 1000;
-    answers.forEach((a, i) => checkAnswer(a, 1, problems, `8 MB-line body ${i + 1}`));
+    const seconds = await sendAtOnce(server, HUGE_CONCURRENT, body, 1, problems, '8 MB-line body');
     const rows = await countRows(server.csvDir);
     if (rows !== HUGE_CONCURRENT) problems.push(`${rows} rows for ${HUGE_CONCURRENT} records`);
     return {
@@ -300,14 +304,7 @@ async function longLinesCase(): Promise<CaseResult> {
     const problems: string[] = [];
     const rssBefore = memoryOf(pid).rss;
     const start = performance.now();
-    const answers = await Promise.all(
-      Array.from({ length: LONG_CONCURRENT }, () =>
-        send(`${server.url}/ingest`, long, {
-          headers: { 'content-type': 'application/x-ndjson' },
-        }),
-      ),
-    );
-    answers.forEach((a, i) => checkAnswer(a, LONG_LINES, problems, `long-line body ${i + 1}`));
+    await sendAtOnce(server, LONG_CONCURRENT, long, LONG_LINES, problems, 'long-line body');
     const rssAfterBurst = memoryOf(pid).rss;
     for (let i = 0; i < ORDINARY; i++) {
       const a = await send(`${server.url}/ingest`, ordinary, {
