@@ -677,6 +677,17 @@ async function main(): Promise<void> {
       if (sorted) ys.sort((a, b) => a - b);
       return { name, color: COLORS[name], points: ys.map((y, i) => [i + 1, y] as const) };
     });
+  // One series per server and client (wrk's dashed) of a median per concurrency.
+  const perConcurrency = (value: (r: Row) => number): Series[] =>
+    CLIENTS.flatMap((client) =>
+      NAMES.map((name) => ({
+        name: `${name}, ${client}`,
+        color: COLORS[name],
+        dashed: client === 'wrk',
+        markers: true,
+        points: concurrencies.map((c) => [c, value(row(name, c, client))] as const),
+      })),
+    );
   const charts = [
     lineChart({
       title: `Response time per request, concurrency ${cMax} (repeat ${lastRepeat + 1})`,
@@ -703,15 +714,7 @@ async function main(): Promise<void> {
       title: 'Throughput per concurrency (median over repeats)',
       xLabel: 'concurrency (keep-alive connections)',
       yLabel: 'MB/s of request body',
-      series: CLIENTS.flatMap((client) =>
-        NAMES.map((name) => ({
-          name: `${name}, ${client}`,
-          color: COLORS[name],
-          dashed: client === 'wrk',
-          markers: true,
-          points: concurrencies.map((c) => [c, row(name, c, client).mbPerSec] as const),
-        })),
-      ),
+      series: perConcurrency((r) => r.mbPerSec),
       xTicks: concurrencies,
     }),
     lineChart({
@@ -719,15 +722,7 @@ async function main(): Promise<void> {
       xLabel: 'concurrency (keep-alive connections)',
       yLabel: 'p99, ms (log)',
       series: [
-        ...CLIENTS.flatMap((client) =>
-          NAMES.map((name) => ({
-            name: `${name}, ${client}`,
-            color: COLORS[name],
-            dashed: client === 'wrk',
-            markers: true,
-            points: concurrencies.map((c) => [c, row(name, c, client).p99] as const),
-          })),
-        ),
+        ...perConcurrency((r) => r.p99),
         {
           name: 'p99 target, 10 ms',
           color: '#b3261e',
