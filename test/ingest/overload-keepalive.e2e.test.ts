@@ -150,6 +150,34 @@ describe('refusals for load keep the connection when the body can be drained', (
     again.socket.destroy();
   });
 
+  it('reads whole the request that follows a dropped body in the same packet', async () => {
+    // The refused body is dropped inside Node's parser, chunk by chunk; the request after it on
+    // the connection is a new message whose body must all reach the transform.
+    const again = await Conn.open(server.port);
+    const [holdHead, holdRest] = postInTwo(line('slot'), 3);
+    again.socket.write(holdHead);
+    await new Promise((r) => setTimeout(r, 200));
+    const c = await Conn.open(server.port);
+    const [head, rest] = postInTwo(line('dropped').repeat(2000), 1000);
+    c.socket.write(head);
+    expect((await c.answer()).status).toBe(503);
+    again.socket.write(holdRest);
+    expect((await again.answer()).status).toBe(200);
+    again.socket.destroy();
+    const next = line('after-dropped').repeat(300);
+    c.socket.write(Buffer.concat([rest, rawPost(next, { path: '/ingest' })]));
+    const taken = await c.answer();
+    expect(taken.status).toBe(200);
+    expect(JSON.parse(taken.body).result.stats).toEqual({
+      bytes: Buffer.byteLength(next),
+      records: { valid: 300, invalid: 0, total: 300 },
+    });
+    c.socket.destroy();
+    const rows = readFileSync(file(), 'utf8').split('\n');
+    expect(rows.filter((r) => r.startsWith('after-dropped,'))).toHaveLength(300);
+    expect(rows.some((r) => r.startsWith('dropped,'))).toBe(false);
+  });
+
   it.each([
     ['a body larger than OVERLOAD_DRAIN_BYTES', `Content-Length: ${OVERLOAD_DRAIN_BYTES + 1}\r\n`],
     ['a chunked body', 'Transfer-Encoding: chunked\r\n'],
