@@ -12,6 +12,11 @@ export interface Answer {
   end: number;
   status: number;
   retryAfter: boolean;
+  /**
+   * No connection of the pool was free when it was launched: it waited in the client for one
+   * (Node's agent marks a request `reusedSocket` only when it found a free one at once).
+   */
+  waited: boolean;
   /** Connection error code, or 'timeout'. */
   error?: string;
 }
@@ -30,6 +35,7 @@ export function post(
         end: performance.now(),
         status: 0,
         retryAfter: false,
+        waited: !req.reusedSocket,
         error: e.code ?? e.message,
       });
     const req = request(
@@ -43,6 +49,7 @@ export function post(
             end: performance.now(),
             status: res.statusCode ?? 0,
             retryAfter: res.headers['retry-after'] !== undefined,
+            waited: !req.reusedSocket,
           }),
         );
         res.on('error', failed);
@@ -87,8 +94,14 @@ export async function openLoop(
   rate: number,
   ms: number,
   connections?: number,
-): Promise<{ answers: Answer[]; launched: number }> {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections ?? 4096 });
+): Promise<{ answers: Answer[]; launched: number; opened: number }> {
+  // maxFreeSockets: Node's default (256) closes the idle connections beyond it, so a pool opened
+  // before the first arrival would lose half its 512 before they were used.
+  const agent = new Agent({
+    keepAlive: true,
+    maxSockets: connections ?? 4096,
+    maxFreeSockets: connections ?? 4096,
+  });
   if (connections !== undefined) {
     const live = new URL('/health/live', url).href;
     await Promise.all(
@@ -103,6 +116,13 @@ export async function openLoop(
       ),
     );
   }
+  // Connections opened from here on: the pool's own were closed (by the server, or idle).
+  let opened = 0;
+  const create = agent.createConnection.bind(agent);
+  agent.createConnection = ((...args: Parameters<typeof create>) => {
+    opened++;
+    return create(...args);
+  }) as typeof agent.createConnection;
   const pending: Promise<Answer>[] = [];
   const t0 = performance.now();
   let launched = 0;
@@ -116,5 +136,5 @@ export async function openLoop(
   }
   const answers = await Promise.all(pending);
   agent.destroy();
-  return { answers, launched };
+  return { answers, launched, opened };
 }

@@ -40,6 +40,8 @@ const INSTANCES = process.env.SPIKE_INSTANCES ?? '1';
  */
 const SERVER_CORES = Number(process.env.SPIKE_SERVER_CORES ?? 0.5);
 const SPLIT = canSplit();
+/** SPIKE_COMPARE=0 skips the run without shedding (for tuning runs; the published one has both). */
+const COMPARE = process.env.SPIKE_COMPARE !== '0';
 /**
  * The client's pool of keep-alive connections, opened before the spike (k6's pre-allocated VUs,
  * an SDK's pool). Arrivals that find every connection busy wait in the client, and that wait
@@ -70,6 +72,7 @@ interface SpikeResult {
   p50ok: number;
   p99ok: number;
   recovery: number[];
+  opened: number;
 }
 
 async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
@@ -83,8 +86,20 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
     `${name}: capacity ${capacity.toFixed(0)} req/s; spike at ${asked.toFixed(0)} req/s for ${SECONDS} s`,
   );
   const cpu0 = process.cpuUsage();
-  const { answers, launched } = await openLoop(url, body, asked, SECONDS * 1000, CONNECTIONS);
+  const serverCpu0 = processCpuMs(server.workers);
+  const { answers, launched, opened } = await openLoop(
+    url,
+    body,
+    asked,
+    SECONDS * 1000,
+    CONNECTIONS,
+  );
   const cpu = process.cpuUsage(cpu0);
+  console.log(`  connections the client opened during the spike: ${opened}`);
+  const serverCpu = processCpuMs(server.workers) - serverCpu0;
+  console.log(
+    `  service CPU during the spike and its drain: ${(serverCpu / (SECONDS * 1000)).toFixed(2)} of a core per second of spike (cap ${SERVER_CORES || 'none'}), ${((serverCpu * 1000) / launched).toFixed(0)} µs per arrival`,
+  );
   console.log(
     `  client CPU during the spike: ${((cpu.user + cpu.system) / 1e3 / (SECONDS * 1000)).toFixed(2)} of a core (${(cpu.system / 1e3 / (SECONDS * 1000)).toFixed(2)} system)`,
   );
@@ -114,8 +129,9 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
       (a) => a.start - t0 >= sec * 1000 && a.start - t0 < (sec + 1) * 1000,
     );
     const l = inSec.filter((a) => a.status === 200).map((a) => a.end - a.start);
+    const waited = inSec.filter((a) => a.waited);
     console.log(
-      `  s${sec}: ${inSec.length} asked, ${l.length} ok (p50 ${(percentile(l, 50) ?? NaN).toFixed(0)} p99 ${(percentile(l, 99) ?? NaN).toFixed(0)} ms), ${inSec.filter((a) => a.status === 503).length} shed, ${inSec.filter((a) => a.error !== undefined).length} errors`,
+      `  s${sec}: ${inSec.length} asked, ${l.length} ok (p50 ${(percentile(l, 50) ?? NaN).toFixed(0)} p99 ${(percentile(l, 99) ?? NaN).toFixed(0)} ms), ${inSec.filter((a) => a.status === 503).length} shed, ${inSec.filter((a) => a.error !== undefined).length} errors; ${waited.length} waited for a connection`,
     );
   }
   return {
@@ -132,7 +148,22 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
     p50ok: percentile(latencies, 50),
     p99ok: percentile(latencies, 99),
     recovery,
+    opened,
   };
+}
+
+/** CPU time (user + system) the processes have used, in ms, from /proc (Linux; 0 elsewhere). */
+function processCpuMs(pids: number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return 0;
+    }
+  }
+  return ticks * 10; // USER_HZ is 100 on Linux
 }
 
 let isolation = 'service and client share the cores (no taskset or not Linux)';
@@ -143,10 +174,12 @@ async function main(): Promise<void> {
     isolation = 'service on core 0, the client on core 1';
   }
   const results: SpikeResult[] = [];
-  for (const [name, env] of [
+  const runs: [string, Record<string, string>][] = [
     ['shedding (defaults, or the SHED_* and MAX_IN_FLIGHT given)', TUNING],
-    ['no shedding (SHED_EVENT_LOOP_DELAY_MS=0)', { SHED_EVENT_LOOP_DELAY_MS: '0' }],
-  ] as [string, Record<string, string>][]) {
+  ];
+  if (COMPARE)
+    runs.push(['no shedding (SHED_EVENT_LOOP_DELAY_MS=0)', { SHED_EVENT_LOOP_DELAY_MS: '0' }]);
+  for (const [name, env] of runs) {
     const server = await startService({ INSTANCES, ...env });
     let cap: CpuCap | undefined;
     try {
@@ -179,7 +212,7 @@ async function main(): Promise<void> {
         Object.entries(r.errors)
           .map(([k, v]) => `${k} ${v}`)
           .join(', ') || '0'
-      } | ${fmt(r.p50ok, 1)} | ${fmt(r.p99ok, 1)} | ${r.recovery.map((n) => fmt((n / r.capacity) * 100)).join(' / ')} |`,
+      } | ${r.opened} | ${fmt(r.p50ok, 1)} | ${fmt(r.p99ok, 1)} | ${r.recovery.map((n) => fmt((n / r.capacity) * 100)).join(' / ')} |`,
   );
   const s = results[0];
   const checks = [
@@ -205,8 +238,8 @@ async function main(): Promise<void> {
       `${isolation}; capacity measured closed-loop at c8 for 5 s, then arrivals at ${FACTOR}× capacity for ${SECONDS} s (open loop, ` +
       `on ${CONNECTIONS} keep-alive connections opened before; the rate reached is reported beside the rate asked), then closed-loop c8 for 5 s.`,
     '',
-    '| service | capacity req/s | arrivals asked / reached per s | answers | 200 | 503 | errors | 200s p50 ms | 200s p99 ms | throughput after, s 0–1 / 1–2 / … % of capacity |',
-    '|---|---:|---:|---:|---:|---:|---|---:|---:|---|',
+    '| service | capacity req/s | arrivals asked / reached per s | answers | 200 | 503 | errors | connections opened during it | 200s p50 ms | 200s p99 ms | throughput after, s 0–1 / 1–2 / … % of capacity |',
+    '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|',
     ...rows,
     '',
     'Checks (with shedding):',
