@@ -197,8 +197,10 @@ export async function runWrk(o: WrkOptions): Promise<LoadRun> {
   };
   const statuses: Record<number, number> = {};
   if (r.ok > 0) statuses[200] = r.ok;
-  for (const s of r.statuses.trim().split(' ').filter(Boolean)) {
-    statuses[Number(s)] = (statuses[Number(s)] ?? 0) + 1;
+  // "status:count" per non-2xx status and wrk thread.
+  for (const pair of r.statuses.trim().split(' ').filter(Boolean)) {
+    const [s, n] = pair.split(':').map(Number);
+    statuses[s] = (statuses[s] ?? 0) + n;
   }
   return {
     requests: r.answers,
