@@ -17,6 +17,8 @@
  * core 1; the arrival rate the client reaches is reported next to the one asked for. With --write the result replaces the spike section of BENCHMARKS.md.
  */
 import { readFileSync, rmSync } from 'node:fs';
+import { request } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
 import { canSplit, capCpu, pin, type CpuCap } from './cpu-isolation.js';
@@ -52,7 +54,14 @@ const COMPARE = process.env.SPIKE_COMPARE !== '0';
 const CONNECTIONS = Number(process.env.SPIKE_CONNECTIONS ?? 512);
 /** Shedding settings to try, passed on from this process's environment. */
 const TUNING = Object.fromEntries(
-  ['SHED_EVENT_LOOP_DELAY_MS', 'SHED_EVENT_LOOP_UTILIZATION', 'SHED_SAMPLE_MS', 'MAX_IN_FLIGHT']
+  [
+    'SHED_EVENT_LOOP_DELAY_MS',
+    'SHED_EVENT_LOOP_UTILIZATION',
+    'SHED_SAMPLE_MS',
+    'MAX_IN_FLIGHT',
+    'SHED_GROWTH',
+    'SHED_DECREASE',
+  ]
     .filter((k) => process.env[k] !== undefined)
     .map((k) => [k, process.env[k]!]),
 );
@@ -87,12 +96,18 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   );
   const cpu0 = process.cpuUsage();
   const serverCpu0 = processCpuMs(server.workers);
+  // A load balancer's health check opens a new connection each time: one every 500 ms.
+  const probes = probeHealth(new URL('/health/live', url).href, SECONDS * 1000);
   const { answers, launched, opened } = await openLoop(
     url,
     body,
     asked,
     SECONDS * 1000,
     CONNECTIONS,
+  );
+  const probeTimes = await probes;
+  console.log(
+    `  health checks on new connections during the spike: ${probeTimes.length}, p50 ${fmtMs(percentile(probeTimes, 50))} ms, max ${fmtMs(Math.max(...probeTimes))} ms`,
   );
   const cpu = process.cpuUsage(cpu0);
   console.log(`  connections the client opened during the spike: ${opened}`);
@@ -151,6 +166,28 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
     opened,
   };
 }
+
+/** GET `url` on a new connection every 500 ms for `ms`; each one's time to its answer (ms). */
+async function probeHealth(url: string, ms: number): Promise<number[]> {
+  const times: Promise<number>[] = [];
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    const start = performance.now();
+    times.push(
+      new Promise((resolve) => {
+        const req = request(url, { agent: false }, (res) =>
+          res.resume().on('end', () => resolve(performance.now() - start)),
+        );
+        req.on('error', () => resolve(Infinity));
+        req.end();
+      }),
+    );
+    await sleep(500);
+  }
+  return Promise.all(times);
+}
+
+const fmtMs = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : '–');
 
 /** CPU time (user + system) the processes have used, in ms, from /proc (Linux; 0 elsewhere). */
 function processCpuMs(pids: number[]): number {
