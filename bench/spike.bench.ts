@@ -54,14 +54,7 @@ const COMPARE = process.env.SPIKE_COMPARE !== '0';
 const CONNECTIONS = Number(process.env.SPIKE_CONNECTIONS ?? 512);
 /** Shedding settings to try, passed on from this process's environment. */
 const TUNING = Object.fromEntries(
-  [
-    'SHED_EVENT_LOOP_DELAY_MS',
-    'SHED_EVENT_LOOP_UTILIZATION',
-    'SHED_SAMPLE_MS',
-    'MAX_IN_FLIGHT',
-    'SHED_GROWTH',
-    'SHED_DECREASE',
-  ]
+  ['SHED_EVENT_LOOP_DELAY_MS', 'SHED_EVENT_LOOP_UTILIZATION', 'SHED_SAMPLE_MS', 'MAX_IN_FLIGHT']
     .filter((k) => process.env[k] !== undefined)
     .map((k) => [k, process.env[k]!]),
 );
@@ -82,6 +75,10 @@ interface SpikeResult {
   p99ok: number;
   recovery: number[];
   opened: number;
+  /** The 200s' p99 per second of arrival (ms). */
+  p99BySecond: number[];
+  /** Health checks on new connections during the spike (ms). */
+  healthChecks: { count: number; p50: number; max: number };
 }
 
 async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
@@ -139,12 +136,14 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   const latencies = ok.map((a) => a.end - a.start);
   // Per second of arrival: where in the spike the slow answers were asked for.
   const t0 = Math.min(...answers.map((a) => a.start));
+  const p99BySecond: number[] = [];
   for (let sec = 0; sec < SECONDS; sec++) {
     const inSec = answers.filter(
       (a) => a.start - t0 >= sec * 1000 && a.start - t0 < (sec + 1) * 1000,
     );
     const l = inSec.filter((a) => a.status === 200).map((a) => a.end - a.start);
     const waited = inSec.filter((a) => a.waited);
+    p99BySecond.push(percentile(l, 99));
     console.log(
       `  s${sec}: ${inSec.length} asked, ${l.length} ok (p50 ${(percentile(l, 50) ?? NaN).toFixed(0)} p99 ${(percentile(l, 99) ?? NaN).toFixed(0)} ms), ${inSec.filter((a) => a.status === 503).length} shed, ${inSec.filter((a) => a.error !== undefined).length} errors; ${waited.length} waited for a connection`,
     );
@@ -164,6 +163,12 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
     p99ok: percentile(latencies, 99),
     recovery,
     opened,
+    p99BySecond,
+    healthChecks: {
+      count: probeTimes.length,
+      p50: percentile(probeTimes, 50),
+      max: Math.max(...probeTimes),
+    },
   };
 }
 
@@ -279,6 +284,11 @@ async function main(): Promise<void> {
     '|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|',
     ...rows,
     '',
+    ...results.flatMap((r) => [
+      `${r.name}: the 200s' p99 by second of arrival, ms: ${r.p99BySecond.map((x) => fmt(x)).join(', ')}. ` +
+        `Health checks on a new connection every 500 ms during the spike (as a balancer's): ${r.healthChecks.count}, p50 ${fmt(r.healthChecks.p50)} ms, max ${fmt(r.healthChecks.max)} ms.`,
+      '',
+    ]),
     'Checks (with shedding):',
     '',
     '```',
