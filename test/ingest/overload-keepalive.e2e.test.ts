@@ -79,6 +79,24 @@ function postInTwo(body: string, n: number): [Buffer, Buffer] {
   return [all.subarray(0, at), all.subarray(at)];
 }
 
+/**
+ * Takes the server's one slot (MAX_IN_FLIGHT 1) with a request whose body is held back;
+ * `release` sends the rest, expects its 200 and closes the connection.
+ */
+async function holdSlot(port: number, tag: string): Promise<{ release(): Promise<void> }> {
+  const conn = await Conn.open(port);
+  const [head, rest] = postInTwo(line(tag), 3);
+  conn.socket.write(head);
+  await new Promise((r) => setTimeout(r, 200));
+  return {
+    async release() {
+      conn.socket.write(rest);
+      expect((await conn.answer()).status).toBe(200);
+      conn.socket.destroy();
+    },
+  };
+}
+
 describe('refusals for load keep the connection when the body can be drained', () => {
   let server: RunningServer;
   let holder: Conn;
@@ -128,10 +146,7 @@ describe('refusals for load keep the connection when the body can be drained', (
   });
 
   it('takes many refusals on one connection without piling up listeners on it', async () => {
-    const again = await Conn.open(server.port);
-    const [holdHead, holdRest] = postInTwo(line('again'), 3);
-    again.socket.write(holdHead);
-    await new Promise((r) => setTimeout(r, 200));
+    const slot = await holdSlot(server.port, 'again');
     const c = await Conn.open(server.port);
     for (let i = 0; i < 15; i++) {
       // Half the body before the answer: the drain of the rest is timed (LINGER_MS).
@@ -145,25 +160,18 @@ describe('refusals for load keep the connection when the body can be drained', (
     await new Promise((r) => setTimeout(r, 100));
     expect(server.output()).not.toMatch(/MaxListenersExceededWarning/);
     c.socket.destroy();
-    again.socket.write(holdRest);
-    expect((await again.answer()).status).toBe(200);
-    again.socket.destroy();
+    await slot.release();
   });
 
   it('reads whole the request that follows a dropped body in the same packet', async () => {
     // The refused body is dropped inside Node's parser, chunk by chunk; the request after it on
     // the connection is a new message whose body must all reach the transform.
-    const again = await Conn.open(server.port);
-    const [holdHead, holdRest] = postInTwo(line('slot'), 3);
-    again.socket.write(holdHead);
-    await new Promise((r) => setTimeout(r, 200));
+    const slot = await holdSlot(server.port, 'slot');
     const c = await Conn.open(server.port);
     const [head, rest] = postInTwo(line('dropped').repeat(2000), 1000);
     c.socket.write(head);
     expect((await c.answer()).status).toBe(503);
-    again.socket.write(holdRest);
-    expect((await again.answer()).status).toBe(200);
-    again.socket.destroy();
+    await slot.release();
     const next = line('after-dropped').repeat(300);
     c.socket.write(Buffer.concat([rest, rawPost(next, { path: '/ingest' })]));
     const taken = await c.answer();
@@ -183,10 +191,7 @@ describe('refusals for load keep the connection when the body can be drained', (
     ['a chunked body', 'Transfer-Encoding: chunked\r\n'],
     ['a body behind Expect: 100-continue', 'Content-Length: 10\r\nExpect: 100-continue\r\n'],
   ])('closes the connection after the 503 for %s', async (_what, framing) => {
-    const again = await Conn.open(server.port);
-    const [holdHead, holdRest] = postInTwo(line('again'), 3);
-    again.socket.write(holdHead);
-    await new Promise((r) => setTimeout(r, 200));
+    const slot = await holdSlot(server.port, 'again');
     const c = await Conn.open(server.port);
     c.socket.write(`POST /ingest HTTP/1.1\r\nHost: x\r\n${framing}\r\n`);
     const refused = await c.answer();
@@ -194,8 +199,6 @@ describe('refusals for load keep the connection when the body can be drained', (
     expect(refused.headers.connection).toBe('close');
     c.socket.end();
     expect(await c.closedWithin(5000)).toBe(true);
-    again.socket.write(holdRest);
-    expect((await again.answer()).status).toBe(200);
-    again.socket.destroy();
+    await slot.release();
   });
 });
