@@ -15,7 +15,8 @@
  * p99 of the last quarter's arrivals is no higher than the first quarter's); the second after the
  * spike's first second runs at ≥ 90 % of capacity ("full throughput back within 2 s").
  * Where taskset runs, the service is on core 0 (capped, SPIKE_SERVER_CORES) and the client on
- * core 1; the arrival rate the client reaches is reported next to the one asked for. With --write the result replaces the spike section of BENCHMARKS.md.
+ * core 1; the arrival rate the client reaches is reported next to the one asked for. With --write
+ * the result replaces the spike section of BENCHMARKS.md.
  */
 import { readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';

@@ -8,8 +8,9 @@
  *     guessed from a damaged record could cut into acknowledged rows. /health turns 503 on it.
  *  2. Repair: if it is PENDING (a committer died or failed half-way), truncate each file it names
  *     back to the offset it recorded. The file is found by the dev and inode recorded with it:
- *     through a descriptor this worker holds on it, else at its path, else by name in the CSV folder
- *     (rotation renames in place, `x.csv` → `x.csv.1`, so only names that extend the recorded one).
+ *     through a descriptor this worker holds on it, else at its path, else by name in the CSV
+ *     folder (rotation renames in place, `x.csv` → `x.csv.1`, so only names that extend the
+ *     recorded one).
  *     A path that now names another file is left alone; if the inode is nowhere to be found, a
  *     warning says so.
  *  2b. With CSV_FSYNC, a CLEAN names the last commit's span in each file: cut what a power loss
@@ -56,9 +57,10 @@
  * records) fdatasyncs its PENDING before writing rows, as every commit did before: one fdatasync
  * per commit on the event loop was a third of what CSV_FSYNC cost at c8 (BENCHMARKS.md).
  *
- * A commit resolves only once a group sync has fdatasync'd the files it appended to and the lock file, i.e. once its CLEAN (or a later
- * commit's PENDING) is on disk: otherwise its PENDING could stay the last durable record, and after
- * a power loss the first commit would truncate rows that were answered 200. Syncing the lock file
+ * A commit resolves only once a group sync has fdatasync'd the files it appended to and the lock
+ * file, i.e. once its CLEAN (or a later commit's PENDING) is on disk: otherwise its PENDING could
+ * stay the last durable record, and after a power loss the first commit would truncate rows that
+ * were answered 200. Syncing the lock file
  * in the same round as the data files, not after them, is enough for that: from then on the lock
  * file holds CLEAN or the PENDING of a later commit, which began after this one ended and so
  * recorded an offset ≥ this commit's end (or another file's), and no repair can cut into it.
