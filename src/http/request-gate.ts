@@ -16,7 +16,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { IngestError } from './errors.js';
-import { closedFor, markClosing, sendRawError } from './http-answers.js';
+import { closedFor, markClosing, restoreBodyCallback, sendRawError } from './http-answers.js';
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 
@@ -46,6 +46,8 @@ export function installRequestGate(server: Server, options: GateOptions): void {
 
   /** True when the request has been answered or dropped here; false: it goes on. */
   const refuse = (req: IncomingMessage, res: ServerResponse): boolean => {
+    // A body dropped before this request on the connection took the parser's body callback away.
+    restoreBodyCallback(req.socket);
     if (closedFor(req)) {
       req.resume();
       return true;
