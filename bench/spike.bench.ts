@@ -2,8 +2,8 @@
  * npm run bench:spike [-- --write]   (SPIKE_SECONDS, default 20; SPIKE_FACTOR, default 3)
  *
  * Load shedding under a spike (issue 17). The service under pm2 (SPIKE_INSTANCES workers, default 1),
- * twice: with its load shedding (the defaults) and without (`SHED_EVENT_LOOP_DELAY_MS=0`), one
- * after the other, never at once. For each:
+ * twice: with its load shedding (the defaults) and without (`SHED_EVENT_LOOP_DELAY_MS=0`,
+ * `SHED_EVENT_LOOP_TURN_MS=0`), one after the other, never at once. For each:
  *
  * 1. capacity: the reference body, closed loop at concurrency 8 for 5 s (req/s of 200s);
  * 2. spike: an open loop (arrivals at a fixed rate, whatever the answers) at SPIKE_FACTOR ×
@@ -56,7 +56,13 @@ const COMPARE = process.env.SPIKE_COMPARE !== '0';
 const CONNECTIONS = Number(process.env.SPIKE_CONNECTIONS ?? 512);
 /** Shedding settings to try, passed on from this process's environment. */
 const TUNING = Object.fromEntries(
-  ['SHED_EVENT_LOOP_DELAY_MS', 'SHED_EVENT_LOOP_UTILIZATION', 'SHED_SAMPLE_MS', 'MAX_IN_FLIGHT']
+  [
+    'SHED_EVENT_LOOP_DELAY_MS',
+    'SHED_EVENT_LOOP_UTILIZATION',
+    'SHED_SAMPLE_MS',
+    'SHED_EVENT_LOOP_TURN_MS',
+    'MAX_IN_FLIGHT',
+  ]
     .filter((k) => process.env[k] !== undefined)
     .map((k) => [k, process.env[k]!]),
 );
@@ -232,7 +238,10 @@ async function main(): Promise<void> {
     ['shedding (defaults, or the SHED_* and MAX_IN_FLIGHT given)', TUNING],
   ];
   if (COMPARE)
-    runs.push(['no shedding (SHED_EVENT_LOOP_DELAY_MS=0)', { SHED_EVENT_LOOP_DELAY_MS: '0' }]);
+    runs.push([
+      'no shedding (SHED_EVENT_LOOP_DELAY_MS=0, SHED_EVENT_LOOP_TURN_MS=0)',
+      { SHED_EVENT_LOOP_DELAY_MS: '0', SHED_EVENT_LOOP_TURN_MS: '0' },
+    ]);
   for (const [name, env] of runs) {
     const server = await startService({ INSTANCES, ...env });
     let cap: CpuCap | undefined;

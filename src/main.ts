@@ -149,26 +149,32 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
  * `overloaded` with `Retry-After` (IngestService.shed, from the request gate) instead of
  * joining a queue whose latency grows until clients time out. Its own hook answers nothing: its
  * pressure handler lets every request through, so /health and /metrics are never shed and the
- * refusal has the service's error shape.
+ * refusal has the service's error shape. Besides, a loop turn that has run SHED_EVENT_LOOP_TURN_MS
+ * refuses the rest of its new ingest requests at once, without waiting for a sample.
  */
 async function shedLoad(
   app: NestFastifyApplication,
   ingest: IngestService,
   config: IngestConfig,
 ): Promise<void> {
-  if (config.shedEventLoopDelayMs === 0 && config.shedEventLoopUtilization === 0) return;
-  await app.register(
-    underPressure as unknown as Parameters<NestFastifyApplication['register']>[0],
-    {
-      maxEventLoopDelay: config.shedEventLoopDelayMs,
-      maxEventLoopUtilization: config.shedEventLoopUtilization,
-      sampleInterval: config.shedSampleMs,
-      pressureHandler: () => undefined,
-    },
-  );
-  const fastify = app.getHttpAdapter().getInstance() as unknown as { isUnderPressure(): boolean };
-  const shedder = new LoadShedder();
-  setInterval(() => shedder.sample(fastify.isUnderPressure()), config.shedSampleMs).unref();
+  const sampled = config.shedEventLoopDelayMs > 0 || config.shedEventLoopUtilization > 0;
+  if (!sampled && config.shedEventLoopTurnMs === 0) return;
+  const shedder = new LoadShedder(config.shedEventLoopTurnMs);
+  if (sampled) {
+    await app.register(
+      underPressure as unknown as Parameters<NestFastifyApplication['register']>[0],
+      {
+        maxEventLoopDelay: config.shedEventLoopDelayMs,
+        maxEventLoopUtilization: config.shedEventLoopUtilization,
+        sampleInterval: config.shedSampleMs,
+        pressureHandler: () => undefined,
+      },
+    );
+    const fastify = app.getHttpAdapter().getInstance() as unknown as {
+      isUnderPressure(): boolean;
+    };
+    setInterval(() => shedder.sample(fastify.isUnderPressure()), config.shedSampleMs).unref();
+  }
   ingest.shedWhen(() => shedder.admit());
 }
 

@@ -120,7 +120,7 @@ export class IngestService {
     if (refusal === undefined && !this.loadAllows()) {
       refusal = new IngestError(
         'overloaded',
-        'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION); retry later',
+        'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION, or a loop turn longer than SHED_EVENT_LOOP_TURN_MS); retry later',
         { retryAfter: 1 },
       );
     }

@@ -10,12 +10,39 @@
  * work always goes on; doubled once it is not, so full throughput is back a few samples after a
  * spike ends. Admissions are spread evenly (a running credit, not a coin toss), so a 0.25 share
  * admits one request in four.
+ *
+ * Samples come late, though, and the queue of an overload is not where a sample sees it. A client
+ * that is ahead of the worker has whole requests waiting in the kernel's socket buffers, and one
+ * event-loop turn reads each ready connection's request to its end (libuv reads up to 32 chunks
+ * per callback) and serves it, admitted or refused, before the next connection's: measured under
+ * a 3× spike on 512 connections, a turn served hundreds of requests and lasted up to a second,
+ * with almost no request open in the worker between turns. Every request in a turn waits for those
+ * before it, and the sampling timers run only between turns. So the turn is bounded as it runs: once
+ * `turnMs` (SHED_EVENT_LOOP_TURN_MS) has passed since the turn's first admission check, the rest of
+ * its new requests are refused, at ~0.1 ms each against ~0.6 ms to serve one, and the next turn
+ * starts afresh. Under a 3× spike this took the 200s' p99 from 0.6–1.1 s to ~0.2 s
+ * (docs/performance-notes.md). A worker under ordinary load never gets near it: a turn there
+ * serves a handful of requests in a few milliseconds.
  */
 export const MIN_SHARE = 1 / 32;
 
 export class LoadShedder {
   private admitShare = 1;
   private credit = 0;
+  /** When the current turn's first admission check ran; -1: none yet in this turn. */
+  private turnStart = -1;
+  private readonly endTurn = (): void => {
+    this.turnStart = -1;
+  };
+
+  /**
+   * `turnMs`: refuse the rest of a turn's requests after this long (0: no bound). `now`: the
+   * clock, in milliseconds.
+   */
+  constructor(
+    private readonly turnMs = 0,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** The share of new requests admitted now (1: all). */
   get share(): number {
@@ -32,10 +59,25 @@ export class LoadShedder {
 
   /** Whether to admit the next request. */
   admit(): boolean {
+    if (this.turnMs > 0 && this.turnIsOver()) return false;
     if (this.admitShare === 1) return true;
     this.credit += this.admitShare;
     if (this.credit < 1) return false;
     this.credit -= 1;
     return true;
+  }
+
+  /**
+   * True once the current turn has run `turnMs` since its first check. The turn ends at the loop's
+   * check phase, which follows the poll phase where connections are read.
+   */
+  private turnIsOver(): boolean {
+    const now = this.now();
+    if (this.turnStart < 0) {
+      this.turnStart = now;
+      setImmediate(this.endTurn);
+      return false;
+    }
+    return now - this.turnStart > this.turnMs;
   }
 }

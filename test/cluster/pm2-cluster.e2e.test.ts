@@ -60,7 +60,11 @@ describe('pm2 cluster, 2 workers', () => {
 
   beforeAll(async () => {
     // Overload refusals off (in-flight limit and load shedding): every request must be taken.
-    cluster = await startCluster(2, { MAX_IN_FLIGHT: '4096', SHED_EVENT_LOOP_DELAY_MS: '0' });
+    cluster = await startCluster(2, {
+      MAX_IN_FLIGHT: '4096',
+      SHED_EVENT_LOOP_DELAY_MS: '0',
+      SHED_EVENT_LOOP_TURN_MS: '0',
+    });
   }, 60000);
 
   afterAll(async () => {

@@ -70,6 +70,7 @@ describe('pm2 cluster, 2 workers, 2 datasets', () => {
     cluster = await startCluster(2, {
       MAX_IN_FLIGHT: '4096',
       SHED_EVENT_LOOP_DELAY_MS: '0',
+      SHED_EVENT_LOOP_TURN_MS: '0',
       DATASETS_FILE: file,
     });
   }, 60000);

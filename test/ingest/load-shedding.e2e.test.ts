@@ -6,9 +6,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync, readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { localDay } from '../../src/csv/csv-committer.js';
+import { rawPost } from '../support/raw-http.js';
 import { send, startServer, type RunningServer } from '../support/server.js';
+
+const body = (tag: string) => Buffer.from(`{"vendorid":"${tag}"}\n`);
 
 describe('load shedding on event-loop delay', () => {
   let server: RunningServer;
@@ -24,7 +28,6 @@ describe('load shedding on event-loop delay', () => {
   });
 
   it('answers 503 overloaded with Retry-After while behind, keeps /health, then takes requests again', async () => {
-    const body = (tag: string) => Buffer.from(`{"vendorid":"${tag}"}\n`);
     expect((await send(`${server.url}/ingest`, body('before'))).status).toBe(200);
     const pid = server.proc.pid!;
     process.kill(pid, 'SIGSTOP');
@@ -47,5 +50,81 @@ describe('load shedding on event-loop delay', () => {
     expect(after.status).toBe(200);
     const file = join(server.csvDir, `nyc_taxi-${localDay(new Date())}.csv`);
     expect(existsSync(file) ? readFileSync(file, 'utf8') : '').toBe('before,,,\nafter,,,\n');
+  });
+});
+
+describe('load shedding within one event-loop turn', () => {
+  let server: RunningServer;
+  beforeAll(async () => {
+    // Only the bound on a turn: no sampled signal, so nothing but the turn refuses.
+    server = await startServer({
+      SHED_EVENT_LOOP_DELAY_MS: '0',
+      SHED_EVENT_LOOP_TURN_MS: '1',
+      CSV_EOL: 'lf',
+    });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('refuses the rest of a turn that has run SHED_EVENT_LOOP_TURN_MS, and writes none of it', async () => {
+    // Six whole requests wait in their sockets while the worker is stopped, so that one turn reads
+    // them all; each takes milliseconds to serve (40,000 lines), longer than the 1 ms bound.
+    const n = 6;
+    const sockets: Socket[] = await Promise.all(
+      Array.from({ length: n }, async () => {
+        const s = connect(server.port, '127.0.0.1');
+        await new Promise<void>((resolve) => s.once('connect', resolve));
+        return s;
+      }),
+    );
+    const answers = sockets.map(
+      (s) =>
+        new Promise<string>((resolve) => {
+          let text = '';
+          s.on('data', (d: Buffer) => {
+            text += d.toString('latin1');
+            const end = text.indexOf('\r\n\r\n');
+            const length = /content-length: (\d+)/i.exec(text)?.[1];
+            if (end >= 0 && length !== undefined && text.length >= end + 4 + Number(length)) {
+              resolve(text);
+            }
+          });
+        }),
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const pid = server.proc.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      sockets.forEach((s, i) =>
+        s.write(rawPost(`{"vendorid":"turn-${i}"}\n`.repeat(40_000), { path: '/ingest' })),
+      );
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const texts = await Promise.all(answers);
+    sockets.forEach((s) => s.destroy());
+    const statuses = texts.map((t) => Number(t.split(' ')[1]));
+    const taken = statuses.flatMap((status, i) => (status === 200 ? [i] : []));
+    // The first request of the turn is always admitted; the turn is over after it.
+    expect(taken.length).toBeGreaterThanOrEqual(1);
+    expect(taken.length).toBeLessThan(n);
+    for (const [i, t] of texts.entries()) {
+      if (statuses[i] === 200) continue;
+      expect(statuses[i]).toBe(503);
+      expect(t).toMatch(/\r\nretry-after: 1\r\n/i);
+      expect(t).toMatch(/"code":"overloaded"/);
+      expect(t).toMatch(/SHED_EVENT_LOOP_TURN_MS/);
+    }
+    // A request in a later turn is taken.
+    expect((await send(`${server.url}/ingest`, body('later'))).status).toBe(200);
+    const file = join(server.csvDir, `nyc_taxi-${localDay(new Date())}.csv`);
+    const rows = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    for (let i = 0; i < n; i++) {
+      const mine = rows.filter((r) => r === `turn-${i},,,`).length;
+      expect(mine).toBe(taken.includes(i) ? 40_000 : 0);
+    }
+    expect(rows.filter((r) => r === 'later,,,')).toHaveLength(1);
   });
 });

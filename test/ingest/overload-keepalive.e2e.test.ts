@@ -108,6 +108,7 @@ describe('refusals for load keep the connection when the body can be drained', (
       MAX_IN_FLIGHT: '1',
       CSV_EOL: 'lf',
       SHED_EVENT_LOOP_DELAY_MS: '0',
+      SHED_EVENT_LOOP_TURN_MS: '0',
     });
     // The one slot is held: headers and part of a body, the rest later.
     holder = await Conn.open(server.port);

@@ -38,3 +38,43 @@ describe('LoadShedder', () => {
     expect(admitted(s, 100)).toBe(100);
   });
 });
+
+describe('LoadShedder, the bound on a loop turn', () => {
+  const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+  it('refuses the rest of a turn once it has run turnMs since its first check', async () => {
+    let now = 1000;
+    const s = new LoadShedder(100, () => now);
+    expect(s.admit()).toBe(true); // the turn starts here
+    now += 60;
+    expect(s.admit()).toBe(true);
+    now += 40; // exactly turnMs: still within
+    expect(s.admit()).toBe(true);
+    now += 1;
+    expect(s.admit()).toBe(false);
+    expect(s.admit()).toBe(false);
+    await nextTurn();
+    // A new turn starts at its first check, however late.
+    now += 5000;
+    expect(s.admit()).toBe(true);
+    now += 100;
+    expect(s.admit()).toBe(true);
+    now += 1;
+    expect(s.admit()).toBe(false);
+  });
+
+  it('bounds nothing with turnMs 0, and applies the share inside a turn as before', async () => {
+    let now = 0;
+    const off = new LoadShedder(0, () => now);
+    now += 10_000;
+    expect(admitted(off, 10)).toBe(10);
+
+    const s = new LoadShedder(100, () => now);
+    s.sample(true);
+    expect(admitted(s, 100)).toBe(50);
+    now += 101;
+    expect(admitted(s, 100)).toBe(0);
+    await nextTurn();
+    expect(admitted(s, 100)).toBe(50);
+  });
+});
