@@ -134,6 +134,16 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
           a.status === 200 && a.end - spikeEnd >= s * 1000 && a.end - spikeEnd < (s + 1) * 1000,
       ).length,
   );
+  const refusedAfter = [0, 1, 2, 3, 4].map(
+    (s) =>
+      recoveryAnswers.filter(
+        (a) =>
+          a.status !== 200 && a.end - spikeEnd >= s * 1000 && a.end - spikeEnd < (s + 1) * 1000,
+      ).length,
+  );
+  console.log(
+    `  after the spike, closed loop c8: 200s per second ${recovery.join(' / ')}, other answers ${refusedAfter.join(' / ')}`,
+  );
   const ok = answers.filter((a) => a.status === 200);
   const shedAnswers = answers.filter((a) => a.status === 503);
   const otherStatus: Record<number, number> = {};
