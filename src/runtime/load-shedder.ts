@@ -20,19 +20,27 @@
  * before it, and the sampling timers run only between turns. So the turn is bounded as it runs: once
  * `turnMs` (SHED_EVENT_LOOP_TURN_MS) has passed since the turn's first admission check, the rest of
  * its new requests are refused, at ~0.1 ms each against ~0.6 ms to serve one, and the next turn
- * starts afresh. Under a 3× spike this took the 200s' p99 from 0.6–1.1 s to ~0.2 s
+ * starts afresh. A turn's first TURN_MIN_REQUESTS are never refused by it: one slow request (a
+ * worker's first ones, before the JIT has compiled the path; a garbage collection) does not make
+ * an overload, and without this a worker started by `pm2 reload` under steady load at 4
+ * connections refused the requests that came in the same turn as its first, slow one. Under a 3× spike this took the 200s' p99 from 0.6–1.1 s to ~0.2 s
  * (docs/performance-notes.md). A worker under ordinary load never gets near it: a turn there
  * serves a handful of requests in a few milliseconds.
  */
 export const MIN_SHARE = 1 / 32;
+/** Requests of a turn that the bound on a turn lets through whatever the turn's length. */
+export const TURN_MIN_REQUESTS = 8;
 
 export class LoadShedder {
   private admitShare = 1;
   private credit = 0;
   /** When the current turn's first admission check ran; -1: none yet in this turn. */
   private turnStart = -1;
+  /** Admission checks in the current turn. */
+  private turnChecks = 0;
   private readonly endTurn = (): void => {
     this.turnStart = -1;
+    this.turnChecks = 0;
   };
 
   /**
@@ -68,16 +76,15 @@ export class LoadShedder {
   }
 
   /**
-   * True once the current turn has run `turnMs` since its first check. The turn ends at the loop's
-   * check phase, which follows the poll phase where connections are read.
+   * True once the current turn has run `turnMs` since its first check and has had more than
+   * TURN_MIN_REQUESTS checks. The turn ends at the loop's check phase, which follows the poll
+   * phase where connections are read.
    */
   private turnIsOver(): boolean {
-    const now = this.now();
     if (this.turnStart < 0) {
-      this.turnStart = now;
+      this.turnStart = this.now();
       setImmediate(this.endTurn);
-      return false;
     }
-    return now - this.turnStart > this.turnMs;
+    return ++this.turnChecks > TURN_MIN_REQUESTS && this.now() - this.turnStart > this.turnMs;
   }
 }

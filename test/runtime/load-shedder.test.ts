@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { LoadShedder, MIN_SHARE } from '../../src/runtime/load-shedder.js';
+import { LoadShedder, MIN_SHARE, TURN_MIN_REQUESTS } from '../../src/runtime/load-shedder.js';
 
 const admitted = (s: LoadShedder, n: number) =>
   Array.from({ length: n }, () => s.admit()).filter(Boolean).length;
@@ -47,7 +47,7 @@ describe('LoadShedder, the bound on a loop turn', () => {
     const s = new LoadShedder(100, () => now);
     expect(s.admit()).toBe(true); // the turn starts here
     now += 60;
-    expect(s.admit()).toBe(true);
+    expect(admitted(s, TURN_MIN_REQUESTS - 2)).toBe(TURN_MIN_REQUESTS - 2);
     now += 40; // exactly turnMs: still within
     expect(s.admit()).toBe(true);
     now += 1;
@@ -56,11 +56,23 @@ describe('LoadShedder, the bound on a loop turn', () => {
     await nextTurn();
     // A new turn starts at its first check, however late.
     now += 5000;
-    expect(s.admit()).toBe(true);
+    expect(admitted(s, TURN_MIN_REQUESTS)).toBe(TURN_MIN_REQUESTS);
     now += 100;
     expect(s.admit()).toBe(true);
     now += 1;
     expect(s.admit()).toBe(false);
+  });
+
+  it('lets the first TURN_MIN_REQUESTS of a turn through however long it runs', async () => {
+    let now = 0;
+    const s = new LoadShedder(100, () => now);
+    // One slow request (a cold worker's first) and the few behind it in the same turn.
+    expect(s.admit()).toBe(true);
+    now += 400;
+    expect(admitted(s, TURN_MIN_REQUESTS - 1)).toBe(TURN_MIN_REQUESTS - 1);
+    expect(s.admit()).toBe(false);
+    await nextTurn();
+    expect(s.admit()).toBe(true);
   });
 
   it('bounds nothing with turnMs 0, and applies the share inside a turn as before', async () => {
