@@ -94,7 +94,9 @@ interface SpikeResult {
 async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   const url = `${server.url}/ingest`;
   await closedLoop(url, body, 8, 10000); // warm-up: the JIT, under the CPU cap, takes seconds
+  const capCpu0 = processCpuMs(server.workers);
   const cap = await closedLoop(url, body, 8, 5000);
+  const capCpu = processCpuMs(server.workers) - capCpu0;
   const capOk = cap.filter((a) => a.status === 200);
   const capacity = capOk.length / 5;
   const asked = capacity * FACTOR;
@@ -126,7 +128,13 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
     `  client CPU during the spike: ${((cpu.user + cpu.system) / 1e3 / (SECONDS * 1000)).toFixed(2)} of a core (${(cpu.system / 1e3 / (SECONDS * 1000)).toFixed(2)} system)`,
   );
   const spikeEnd = performance.now();
+  const recoveryCpu0 = processCpuMs(server.workers);
   const recoveryAnswers = await closedLoop(url, body, 8, 5000);
+  const recoveryCpu = processCpuMs(server.workers) - recoveryCpu0;
+  // Whether the worker is slower after the spike (more CPU per request) or gets less CPU.
+  console.log(
+    `  service CPU per request, closed loop c8: ${(capCpu / cap.length).toFixed(2)} ms before the spike, ${(recoveryCpu / recoveryAnswers.length).toFixed(2)} ms in the 5 s after it`,
+  );
   const recovery = [0, 1, 2, 3, 4].map(
     (s) =>
       recoveryAnswers.filter(

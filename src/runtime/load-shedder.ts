@@ -23,9 +23,10 @@
  * starts afresh. A turn's first TURN_MIN_REQUESTS are never refused by it: one slow request (a
  * worker's first ones, before the JIT has compiled the path; a garbage collection) does not make
  * an overload, and without this a worker started by `pm2 reload` under steady load at 4
- * connections refused the requests that came in the same turn as its first, slow one. Under a 3× spike this took the 200s' p99 from 0.6–1.1 s to ~0.2 s
- * (docs/performance-notes.md). A worker under ordinary load never gets near it: a turn there
- * serves a handful of requests in a few milliseconds.
+ * connections refused the requests that came in the same turn as its first, slow one. Under a 3×
+ * spike a 50 ms bound (the default) took the 200s' p99 over the spike from 0.6–1.8 s to 0.10–0.16 s,
+ * and 100 ms to 0.19–0.51 s (docs/performance-notes.md). A worker under ordinary load never gets
+ * near it: a turn there serves a handful of requests in a few milliseconds.
  */
 export const MIN_SHARE = 1 / 32;
 /** Requests of a turn that the bound on a turn lets through whatever the turn's length. */
