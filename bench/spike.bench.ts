@@ -135,20 +135,17 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   console.log(
     `  service CPU per request, closed loop c8: ${(capCpu / cap.length).toFixed(2)} ms before the spike, ${(recoveryCpu / recoveryAnswers.length).toFixed(2)} ms in the 5 s after it`,
   );
-  const recovery = [0, 1, 2, 3, 4].map(
-    (s) =>
-      recoveryAnswers.filter(
-        (a) =>
-          a.status === 200 && a.end - spikeEnd >= s * 1000 && a.end - spikeEnd < (s + 1) * 1000,
-      ).length,
-  );
-  const refusedAfter = [0, 1, 2, 3, 4].map(
-    (s) =>
-      recoveryAnswers.filter(
-        (a) =>
-          a.status !== 200 && a.end - spikeEnd >= s * 1000 && a.end - spikeEnd < (s + 1) * 1000,
-      ).length,
-  );
+  // Answers of the closed loop after the spike, counted per second from its end.
+  const perSecondAfter = (pick: (status: number) => boolean) =>
+    [0, 1, 2, 3, 4].map(
+      (s) =>
+        recoveryAnswers.filter(
+          (a) =>
+            pick(a.status) && a.end - spikeEnd >= s * 1000 && a.end - spikeEnd < (s + 1) * 1000,
+        ).length,
+    );
+  const recovery = perSecondAfter((status) => status === 200);
+  const refusedAfter = perSecondAfter((status) => status !== 200);
   console.log(
     `  after the spike, closed loop c8: 200s per second ${recovery.join(' / ')}, other answers ${refusedAfter.join(' / ')}`,
   );

@@ -132,8 +132,9 @@ let bodySlot: { slot: number; callback: unknown } | null | undefined;
 
 function findBodySlot(parser: Parser): { slot: number; callback: unknown } | null {
   for (const key of Object.keys(parser)) {
+    if (!/^\d+$/.test(key)) continue;
     const value = parser[Number(key)];
-    if (/^\d+$/.test(key) && typeof value === 'function' && value.name === 'parserOnBody') {
+    if (typeof value === 'function' && value.name === 'parserOnBody') {
       return { slot: Number(key), callback: value };
     }
   }
@@ -153,11 +154,10 @@ type DroppingSocket = ParsedSocket & { [BODY_OFF]?: Parser | null };
 export function restoreBodyCallback(socket: Socket | null): void {
   const s = socket as DroppingSocket | null;
   const parser = s?.[BODY_OFF];
-  if (parser === undefined || parser === null || bodySlot === null || bodySlot === undefined) {
-    return;
-  }
+  // Set only by `dump`, once it has found the slot.
+  if (s === null || parser === undefined || parser === null || !bodySlot) return;
   parser[bodySlot.slot] = bodySlot.callback;
-  s![BODY_OFF] = null;
+  s[BODY_OFF] = null;
 }
 
 function restoreOnClose(this: Socket): void {
@@ -174,8 +174,8 @@ function restoreOnClose(this: Socket): void {
  * with no callback, Node's parser skips the body in place, where it would otherwise copy each chunk
  * into a new Buffer and call into JavaScript only for `_dump` to throw it away. A refused 584 KB
  * body cost 72 µs of CPU instead of 144 over 16 connections, 118 instead of 184 over 512
- * (docs/performance-notes.md). The frame still parses as before (lengths,
- * chunk sizes, the end of the message), so the request after it on the connection is read whole.
+ * (docs/performance-notes.md). The frame still parses as before (lengths, chunk sizes, the end of
+ * the message), so the request after it on the connection is read whole.
  * Found by name; where a Node release names it otherwise, bodies are dropped by `_dump` alone.
  */
 function dump(req: IncomingMessage): void {

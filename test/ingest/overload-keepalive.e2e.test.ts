@@ -7,68 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { localDay } from '../../src/csv/csv-committer.js';
 import { OVERLOAD_DRAIN_BYTES } from '../../src/http/http-answers.js';
-import { rawPost } from '../support/raw-http.js';
+import { RawConnection, rawPost } from '../support/raw-http.js';
 import { startServer, type RunningServer } from '../support/server.js';
-
-interface RawAnswer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/** A raw connection that reads answers one by one (Content-Length framed). */
-class Conn {
-  private buf = Buffer.alloc(0);
-  private waiters: (() => void)[] = [];
-  closed = false;
-  constructor(readonly socket: Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.buf = Buffer.concat([this.buf, d]);
-      this.waiters.splice(0).forEach((w) => w());
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      this.waiters.splice(0).forEach((w) => w());
-    });
-    socket.on('error', () => undefined);
-  }
-  static async open(port: number): Promise<Conn> {
-    const s = connect(port, '127.0.0.1');
-    await new Promise<void>((resolve) => s.once('connect', resolve));
-    return new Conn(s);
-  }
-  async answer(): Promise<RawAnswer> {
-    for (;;) {
-      const end = this.buf.indexOf('\r\n\r\n');
-      if (end >= 0) {
-        const [statusLine, ...lines] = this.buf.subarray(0, end).toString('latin1').split('\r\n');
-        const headers = Object.fromEntries(
-          lines.map((l) => [
-            l.slice(0, l.indexOf(':')).toLowerCase(),
-            l.slice(l.indexOf(':') + 1).trim(),
-          ]),
-        );
-        const length = Number(headers['content-length']);
-        if (this.buf.length >= end + 4 + length) {
-          const body = this.buf.subarray(end + 4, end + 4 + length).toString('utf8');
-          this.buf = this.buf.subarray(end + 4 + length);
-          return { status: Number(statusLine.split(' ')[1]), headers, body };
-        }
-      }
-      if (this.closed) throw new Error('connection closed before a whole answer');
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
-  }
-  async closedWithin(ms: number): Promise<boolean> {
-    const until = Date.now() + ms;
-    while (!this.closed && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-    return this.closed;
-  }
-}
 
 const line = (tag: string) => `{"vendorid":"${tag}"}\n`;
 
@@ -84,7 +27,7 @@ function postInTwo(body: string, n: number): [Buffer, Buffer] {
  * `release` sends the rest, expects its 200 and closes the connection.
  */
 async function holdSlot(port: number, tag: string): Promise<{ release(): Promise<void> }> {
-  const conn = await Conn.open(port);
+  const conn = await RawConnection.open(port);
   const [head, rest] = postInTwo(line(tag), 3);
   conn.socket.write(head);
   await new Promise((r) => setTimeout(r, 200));
@@ -99,7 +42,7 @@ async function holdSlot(port: number, tag: string): Promise<{ release(): Promise
 
 describe('refusals for load keep the connection when the body can be drained', () => {
   let server: RunningServer;
-  let holder: Conn;
+  let holder: RawConnection;
   let heldRest: Buffer;
   const file = () => join(server.csvDir, `nyc_taxi-${localDay(new Date())}.csv`);
 
@@ -111,7 +54,7 @@ describe('refusals for load keep the connection when the body can be drained', (
       SHED_EVENT_LOOP_TURN_MS: '0',
     });
     // The one slot is held: headers and part of a body, the rest later.
-    holder = await Conn.open(server.port);
+    holder = await RawConnection.open(server.port);
     const [heldHead, rest] = postInTwo(line('held'), 5);
     heldRest = rest;
     holder.socket.write(heldHead);
@@ -123,7 +66,7 @@ describe('refusals for load keep the connection when the body can be drained', (
   });
 
   it('answers 503 at once, reads and drops the body, and takes the retry on the same connection', async () => {
-    const c = await Conn.open(server.port);
+    const c = await RawConnection.open(server.port);
     // 200 KB of valid lines, the first half sent before the answer and the rest after it.
     const body = line('refused').repeat(Math.ceil(200_000 / line('refused').length));
     const [head, rest] = postInTwo(body, 100_000);
@@ -148,7 +91,7 @@ describe('refusals for load keep the connection when the body can be drained', (
 
   it('takes many refusals on one connection without piling up listeners on it', async () => {
     const slot = await holdSlot(server.port, 'again');
-    const c = await Conn.open(server.port);
+    const c = await RawConnection.open(server.port);
     for (let i = 0; i < 15; i++) {
       // Half the body before the answer: the drain of the rest is timed (LINGER_MS).
       const [head, rest] = postInTwo(line(`refused-${i}`).repeat(50), 100);
@@ -168,7 +111,7 @@ describe('refusals for load keep the connection when the body can be drained', (
     // The refused body is dropped inside Node's parser, chunk by chunk; the request after it on
     // the connection is a new message whose body must all reach the transform.
     const slot = await holdSlot(server.port, 'slot');
-    const c = await Conn.open(server.port);
+    const c = await RawConnection.open(server.port);
     const [head, rest] = postInTwo(line('dropped').repeat(2000), 1000);
     c.socket.write(head);
     expect((await c.answer()).status).toBe(503);
@@ -193,7 +136,7 @@ describe('refusals for load keep the connection when the body can be drained', (
     ['a body behind Expect: 100-continue', 'Content-Length: 10\r\nExpect: 100-continue\r\n'],
   ])('closes the connection after the 503 for %s', async (_what, framing) => {
     const slot = await holdSlot(server.port, 'again');
-    const c = await Conn.open(server.port);
+    const c = await RawConnection.open(server.port);
     c.socket.write(`POST /ingest HTTP/1.1\r\nHost: x\r\n${framing}\r\n`);
     const refused = await c.answer();
     expect(refused.status).toBe(503);

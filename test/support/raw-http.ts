@@ -2,7 +2,7 @@
  * HTTP/1.1 written by hand on a TCP socket, for what real clients do but node:http will not:
  * pipelining, bytes after a body, a request sent while the server lingers, headers left out.
  */
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 /** Write bytes; pause; or wait until what was received so far matches. */
 export type RawStep = string | Buffer | { pauseMs: number } | { until: RegExp };
@@ -113,4 +113,61 @@ export function rawJson(text: string, n = 0): any {
   const answer = text.slice(starts[n], starts[n + 1] ?? text.length);
   const body = answer.slice(answer.indexOf('\r\n\r\n') + 4);
   return JSON.parse(body);
+}
+
+/** One answer read off a raw connection. */
+export interface RawAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A raw connection that reads answers one by one (Content-Length framed). */
+export class RawConnection {
+  private buf = Buffer.alloc(0);
+  private waiters: (() => void)[] = [];
+  closed = false;
+  constructor(readonly socket: Socket) {
+    socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('close', () => {
+      this.closed = true;
+      this.waiters.splice(0).forEach((w) => w());
+    });
+    socket.on('error', () => undefined);
+  }
+  static async open(port: number): Promise<RawConnection> {
+    const s = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve) => s.once('connect', resolve));
+    return new RawConnection(s);
+  }
+  async answer(): Promise<RawAnswer> {
+    for (;;) {
+      const end = this.buf.indexOf('\r\n\r\n');
+      if (end >= 0) {
+        const [statusLine, ...lines] = this.buf.subarray(0, end).toString('latin1').split('\r\n');
+        const headers = Object.fromEntries(
+          lines.map((l) => [
+            l.slice(0, l.indexOf(':')).toLowerCase(),
+            l.slice(l.indexOf(':') + 1).trim(),
+          ]),
+        );
+        const length = Number(headers['content-length']);
+        if (this.buf.length >= end + 4 + length) {
+          const body = this.buf.subarray(end + 4, end + 4 + length).toString('utf8');
+          this.buf = this.buf.subarray(end + 4 + length);
+          return { status: Number(statusLine.split(' ')[1]), headers, body };
+        }
+      }
+      if (this.closed) throw new Error('connection closed before a whole answer');
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+  async closedWithin(ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (!this.closed && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    return this.closed;
+  }
 }
