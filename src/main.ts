@@ -1,7 +1,6 @@
 /**
  * Starts one worker: `node dist/main.js` alone, or many under pm2 (`npm start`).
  */
-import underPressure from '@fastify/under-pressure';
 import 'reflect-metadata';
 import cluster from 'node:cluster';
 import { randomUUID } from 'node:crypto';
@@ -16,6 +15,7 @@ import { LogController } from 'fastify';
 import pino from 'pino';
 import { AppModule } from './app.module.js';
 import { ConnectionBalance } from './runtime/connection-balance.js';
+import { EventLoopPressure } from './runtime/event-loop-pressure.js';
 import { LoadShedder } from './runtime/load-shedder.js';
 import { ConfigError, loadConfig, type IngestConfig } from './config/config.js';
 import { errorBody } from './http/errors.js';
@@ -125,7 +125,7 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
   fastify.addContentTypeParser('*', (_request, _payload, done) => done(null));
   app.enableShutdownHooks(['SIGINT', 'SIGTERM']);
   const ingest = app.get(IngestService);
-  await shedLoad(app, ingest, config);
+  shedLoad(ingest, config);
   const targetOf = (req: IncomingMessage) =>
     req.method === 'POST' ? ingestTarget(req.url ?? '/') : null;
   installRequestGate(app.getHttpServer() as HttpServer, {
@@ -143,39 +143,27 @@ export async function createApp(config: IngestConfig): Promise<NestFastifyApplic
 }
 
 /**
- * Load shedding (issue 17): @fastify/under-pressure samples the event loop's delay and
- * utilization every SHED_SAMPLE_MS; while either is over its threshold, the share of new ingest
- * requests admitted halves at each sample (src/runtime/load-shedder.ts), and the others get 503
- * `overloaded` with `Retry-After` (IngestService.shed, from the request gate) instead of
- * joining a queue whose latency grows until clients time out. Its own hook answers nothing: its
- * pressure handler lets every request through, so /health and /metrics are never shed and the
- * refusal has the service's error shape. Besides, a loop turn that has run SHED_EVENT_LOOP_TURN_MS
- * refuses the rest of its new ingest requests at once, without waiting for a sample.
+ * Load shedding (issue 17): every SHED_SAMPLE_MS, the event loop's mean delay and utilization over
+ * the window are checked against their thresholds (src/runtime/event-loop-pressure.ts); from the
+ * second window in a row over one, the share of new ingest requests admitted halves at each
+ * sample (src/runtime/load-shedder.ts), and the others get 503 `overloaded` with `Retry-After`
+ * (IngestService.shed, from the request gate) instead of joining a queue whose latency grows until
+ * clients time out. /health and /metrics are never shed. Besides, a loop turn that has run
+ * SHED_EVENT_LOOP_TURN_MS refuses the rest of its new ingest requests at once, without waiting
+ * for a sample.
  */
-async function shedLoad(
-  app: NestFastifyApplication,
-  ingest: IngestService,
-  config: IngestConfig,
-): Promise<void> {
+function shedLoad(ingest: IngestService, config: IngestConfig): void {
   const sampled = config.shedEventLoopDelayMs > 0 || config.shedEventLoopUtilization > 0;
   if (!sampled && config.shedEventLoopTurnMs === 0) return;
   const shedder = new LoadShedder(config.shedEventLoopTurnMs);
   if (sampled) {
-    await app.register(
-      underPressure as unknown as Parameters<NestFastifyApplication['register']>[0],
-      {
-        maxEventLoopDelay: config.shedEventLoopDelayMs,
-        maxEventLoopUtilization: config.shedEventLoopUtilization,
-        sampleInterval: config.shedSampleMs,
-        pressureHandler: () => undefined,
-      },
+    const pressure = new EventLoopPressure(
+      config.shedEventLoopDelayMs,
+      config.shedEventLoopUtilization,
     );
-    const fastify = app.getHttpAdapter().getInstance() as unknown as {
-      isUnderPressure(): boolean;
-    };
-    setInterval(() => shedder.sample(fastify.isUnderPressure()), config.shedSampleMs).unref();
+    setInterval(() => shedder.sample(pressure.read()), config.shedSampleMs).unref();
   }
-  ingest.shedWhen(() => shedder.admit());
+  ingest.shedWhen(() => shedder.refusal());
 }
 
 /**

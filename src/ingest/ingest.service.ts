@@ -11,6 +11,7 @@ import type { IngestMetrics } from '../metrics/ingest-metrics.js';
 import { DecoderBudget, parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
 import { LongLineBudget } from './long-line-budget.js';
+import type { ShedReason } from '../runtime/load-shedder.js';
 import type { RowMeta } from './core/ndjson-csv.js';
 import { ShutdownDrain } from './shutdown-drain.js';
 
@@ -37,12 +38,20 @@ interface DatasetPlan {
  * One ingest request: checks what can be refused before the body is read, streams the body
  * through the transform, and commits the request's rows whole.
  */
+/** What a 503 `overloaded` for load says, by the check that refused it. */
+const SHED_MESSAGES = {
+  in_flight: 'the worker has MAX_IN_FLIGHT requests in flight; retry later',
+  event_loop:
+    "the worker's event loop is behind (mean delay over SHED_EVENT_LOOP_DELAY_MS, or utilization over SHED_EVENT_LOOP_UTILIZATION, in consecutive samples); retry later",
+  turn: 'the worker has run longer than SHED_EVENT_LOOP_TURN_MS on the requests that arrived with this one; retry later',
+} as const;
+
 @Injectable()
 export class IngestService {
   readonly datasets: DatasetRegistry;
   private readonly plans = new Map<string, DatasetPlan>();
-  /** Whether to admit the next request as far as load goes (see shedWhen). */
-  private loadAllows: () => boolean = () => true;
+  /** Why to refuse the next request for load, if at all (see shedWhen). */
+  private loadRefusal: () => ShedReason | undefined = () => undefined;
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -104,8 +113,14 @@ export class IngestService {
 
   private inFlightRefusal(): IngestError | undefined {
     return this.drain.inFlight >= this.config.maxInFlight
-      ? new IngestError('overloaded', undefined, { retryAfter: 1 })
+      ? this.overloaded('in_flight')
       : undefined;
+  }
+
+  /** A 503 `overloaded` that says which check refused it, counted by that check in the metrics. */
+  private overloaded(reason: ShedReason | 'in_flight'): IngestError {
+    this.metrics.recordShed(reason);
+    return new IngestError('overloaded', SHED_MESSAGES[reason], { retryAfter: 1 });
   }
 
   /**
@@ -117,12 +132,9 @@ export class IngestService {
    */
   shed(datasetName: string | undefined): IngestError | undefined {
     let refusal = this.inFlightRefusal();
-    if (refusal === undefined && !this.loadAllows()) {
-      refusal = new IngestError(
-        'overloaded',
-        'the worker is falling behind (event-loop delay or utilization over SHED_EVENT_LOOP_DELAY_MS or SHED_EVENT_LOOP_UTILIZATION, or a loop turn longer than SHED_EVENT_LOOP_TURN_MS); retry later',
-        { retryAfter: 1 },
-      );
+    if (refusal === undefined) {
+      const reason = this.loadRefusal();
+      if (reason !== undefined) refusal = this.overloaded(reason);
     }
     if (refusal !== undefined) {
       this.metrics.recordAnswer(refusal.status, 0, this.datasets.find(datasetName)?.name ?? '');
@@ -130,9 +142,9 @@ export class IngestService {
     return refusal;
   }
 
-  /** Load shedding: `allows` says whether to admit the next request (main.ts wires it). */
-  shedWhen(allows: () => boolean): void {
-    this.loadAllows = allows;
+  /** Load shedding: `refusal` says why to refuse the next request, if at all (main.ts wires it). */
+  shedWhen(refusal: () => ShedReason | undefined): void {
+    this.loadRefusal = refusal;
   }
 
   async ingest(

@@ -66,6 +66,9 @@ export class IngestMetrics {
     waits: 0,
   });
 
+  /** Ingest requests refused for load (503 `overloaded`), by the check that refused them. */
+  private readonly shed = { in_flight: 0, event_loop: 0, turn: 0 };
+
   /** Tallies since the last collection, by dataset ('' for requests refused before one is known). */
   private readonly datasets = new Map<string, DatasetSeries>();
 
@@ -156,6 +159,17 @@ export class IngestMetrics {
       },
     });
     const longLines = () => this.longLineSource();
+    const shed = this.shed;
+    new Counter({
+      name: 'ingest_shed_requests_total',
+      help: 'Ingest requests refused for load (503 overloaded), by the check that refused them: in_flight (MAX_IN_FLIGHT), event_loop (SHED_EVENT_LOOP_DELAY_MS, SHED_EVENT_LOOP_UTILIZATION), turn (SHED_EVENT_LOOP_TURN_MS).',
+      labelNames: ['reason'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, n] of Object.entries(shed)) this.labels(reason).inc(n);
+      },
+    });
     new Gauge({
       name: 'ingest_long_line_waiting_requests',
       help: 'Requests waiting, body paused, for room to read a long line (LONG_LINE_MEMORY_BYTES).',
@@ -236,6 +250,11 @@ export class IngestMetrics {
     const s = this.series(dataset);
     s.statuses.set(status, (s.statuses.get(status) ?? 0) + 1);
     s.request.observe(seconds);
+  }
+
+  /** An ingest request refused for load, by the check that refused it. */
+  recordShed(reason: keyof IngestMetrics['shed']): void {
+    if (this.enabled) this.shed[reason]++;
   }
 
   /** Moves the tallies into the prom-client counters (called when a scrape collects). */
