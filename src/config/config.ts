@@ -192,7 +192,7 @@ export function loadConfig(env: Env = process.env): IngestConfig {
     maxInFlight: integer(env, 'MAX_IN_FLIGHT', 256, 1, 1 << 20),
     shedEventLoopDelayMs: integer(env, 'SHED_EVENT_LOOP_DELAY_MS', 50, 0, 60000),
     shedEventLoopUtilization: fraction(env, 'SHED_EVENT_LOOP_UTILIZATION', 0),
-    shedSampleMs: integer(env, 'SHED_SAMPLE_MS', 50, 10, 60000),
+    shedSampleMs: integer(env, 'SHED_SAMPLE_MS', 50, 30, 60000),
     shedEventLoopTurnMs: integer(env, 'SHED_EVENT_LOOP_TURN_MS', 50, 0, 60000),
     maxDecoderWindowBytes: integer(env, 'MAX_DECODER_WINDOW_BYTES', 8388608, 1024, 1 << 30),
     decoderMemoryBytes: integer(env, 'DECODER_MEMORY_BYTES', 134217728, 1 << 20, 2 ** 40),

@@ -54,12 +54,17 @@ export interface DecoderEvents {
 /** Decoder memory of all requests of one worker (MiB-sized windows add up). */
 export class DecoderBudget {
   used = 0;
+  /** Requests refused (503 `overloaded`) because their window did not fit, so far. */
+  refusals = 0;
 
   constructor(readonly capacity: number) {}
 
   /** Takes `bytes` if they fit. */
   take(bytes: number): boolean {
-    if (this.used + bytes > this.capacity) return false;
+    if (this.used + bytes > this.capacity) {
+      this.refusals++;
+      return false;
+    }
     this.used += bytes;
     return true;
   }

@@ -8,10 +8,10 @@ import type { Dataset } from '../datasets/datasets-file.js';
 import { IngestError } from '../http/errors.js';
 import { closedFor } from '../http/http-answers.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
+import type { ShedReason } from '../runtime/load-shedder.js';
 import { DecoderBudget, parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
 import { LongLineBudget } from './long-line-budget.js';
-import type { ShedReason } from '../runtime/load-shedder.js';
 import type { RowMeta } from './core/ndjson-csv.js';
 import { ShutdownDrain } from './shutdown-drain.js';
 
@@ -34,24 +34,34 @@ interface DatasetPlan {
   meta: boolean;
 }
 
+/** What a 503 `overloaded` for load says, by the check that refused it, with its setting. */
+function shedMessages(config: IngestConfig): Record<ShedReason | 'in_flight', string> {
+  const sampled = [
+    config.shedEventLoopDelayMs > 0
+      ? `mean delay over SHED_EVENT_LOOP_DELAY_MS (${config.shedEventLoopDelayMs} ms)`
+      : '',
+    config.shedEventLoopUtilization > 0
+      ? `utilization over SHED_EVENT_LOOP_UTILIZATION (${config.shedEventLoopUtilization})`
+      : '',
+  ].filter(Boolean);
+  return {
+    in_flight: `the worker has MAX_IN_FLIGHT (${config.maxInFlight}) requests in flight; retry later`,
+    event_loop: `the worker's event loop is behind (${sampled.join(', or ')}, in consecutive samples of SHED_SAMPLE_MS, ${config.shedSampleMs} ms); retry later`,
+    turn: `the worker has run longer than SHED_EVENT_LOOP_TURN_MS (${config.shedEventLoopTurnMs} ms) on the requests that arrived with this one; retry later`,
+  };
+}
+
 /**
  * One ingest request: checks what can be refused before the body is read, streams the body
  * through the transform, and commits the request's rows whole.
  */
-/** What a 503 `overloaded` for load says, by the check that refused it. */
-const SHED_MESSAGES = {
-  in_flight: 'the worker has MAX_IN_FLIGHT requests in flight; retry later',
-  event_loop:
-    "the worker's event loop is behind (mean delay over SHED_EVENT_LOOP_DELAY_MS, or utilization over SHED_EVENT_LOOP_UTILIZATION, in consecutive samples); retry later",
-  turn: 'the worker has run longer than SHED_EVENT_LOOP_TURN_MS on the requests that arrived with this one; retry later',
-} as const;
-
 @Injectable()
 export class IngestService {
   readonly datasets: DatasetRegistry;
   private readonly plans = new Map<string, DatasetPlan>();
   /** Why to refuse the next request for load, if at all (see shedWhen). */
   private loadRefusal: () => ShedReason | undefined = () => undefined;
+  private readonly shedMessages: Record<ShedReason | 'in_flight', string>;
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -60,12 +70,14 @@ export class IngestService {
     private readonly drain: ShutdownDrain,
   ) {
     this.datasets = new DatasetRegistry(config.datasets, config.ingestTokens);
+    this.shedMessages = shedMessages(config);
     const decoders = {
       maxWindowBytes: config.maxDecoderWindowBytes,
       budget: new DecoderBudget(config.decoderMemoryBytes),
     };
     const longLines = new LongLineBudget(config.longLineMemoryBytes);
     metrics.longLineSource = () => longLines;
+    metrics.decoderRefusalSource = () => decoders.budget.refusals;
     for (const d of this.datasets.all) {
       this.plans.set(d.name, {
         limits: {
@@ -120,7 +132,7 @@ export class IngestService {
   /** A 503 `overloaded` that says which check refused it, counted by that check in the metrics. */
   private overloaded(reason: ShedReason | 'in_flight'): IngestError {
     this.metrics.recordShed(reason);
-    return new IngestError('overloaded', SHED_MESSAGES[reason], { retryAfter: 1 });
+    return new IngestError('overloaded', this.shedMessages[reason], { retryAfter: 1 });
   }
 
   /**

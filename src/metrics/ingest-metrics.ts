@@ -9,6 +9,7 @@
  */
 import { statfs } from 'node:fs/promises';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ShedCheck } from '../runtime/load-shedder.js';
 import { FastHistogram, type HistogramSeries } from './fast-histogram.js';
 
 /** 100 µs … 10 s, for per-request parse and request latency. */
@@ -66,8 +67,14 @@ export class IngestMetrics {
     waits: 0,
   });
 
-  /** Ingest requests refused for load (503 `overloaded`), by the check that refused them. */
-  private readonly shed = { in_flight: 0, event_loop: 0, turn: 0 };
+  /** Reads the decoders' refusals for DECODER_MEMORY_BYTES so far (set by the ingest service). */
+  decoderRefusalSource: () => number = () => 0;
+  /** Ingest requests refused by the load checks (503 `overloaded`) so far, by check. */
+  private readonly shed: Record<Exclude<ShedCheck, 'decoder_memory'>, number> = {
+    in_flight: 0,
+    event_loop: 0,
+    turn: 0,
+  };
 
   /** Tallies since the last collection, by dataset ('' for requests refused before one is known). */
   private readonly datasets = new Map<string, DatasetSeries>();
@@ -160,14 +167,16 @@ export class IngestMetrics {
     });
     const longLines = () => this.longLineSource();
     const shed = this.shed;
+    const decoderRefusals = () => this.decoderRefusalSource();
     new Counter({
       name: 'ingest_shed_requests_total',
-      help: 'Ingest requests refused for load (503 overloaded), by the check that refused them: in_flight (MAX_IN_FLIGHT), event_loop (SHED_EVENT_LOOP_DELAY_MS, SHED_EVENT_LOOP_UTILIZATION), turn (SHED_EVENT_LOOP_TURN_MS).',
+      help: 'Ingest requests refused for load (503 overloaded), by the check that refused them: in_flight (MAX_IN_FLIGHT), event_loop (SHED_EVENT_LOOP_DELAY_MS, SHED_EVENT_LOOP_UTILIZATION), turn (SHED_EVENT_LOOP_TURN_MS), decoder_memory (DECODER_MEMORY_BYTES).',
       labelNames: ['reason'],
       registers,
       collect() {
         this.reset();
         for (const [reason, n] of Object.entries(shed)) this.labels(reason).inc(n);
+        this.labels('decoder_memory').inc(decoderRefusals());
       },
     });
     new Gauge({
@@ -253,7 +262,7 @@ export class IngestMetrics {
   }
 
   /** An ingest request refused for load, by the check that refused it. */
-  recordShed(reason: keyof IngestMetrics['shed']): void {
+  recordShed(reason: Exclude<ShedCheck, 'decoder_memory'>): void {
     if (this.enabled) this.shed[reason]++;
   }
 

@@ -11,12 +11,12 @@
  * spike ends. Admissions are spread evenly (a running credit, not a coin toss), so a 0.25 share
  * admits one request in four.
  *
- * Pressure counts only from its PRESSURE_SAMPLES-th sample in a row. One stall of the worker (a
- * host that deschedules the VM, a cold worker compiling its first request, a full GC) shows in the
- * one sample whose window holds it, however long it was, and is no overload: the requests behind
- * it are few, and the bound on a turn (below) refuses any queue it left. Refusing on it refused
- * 2-3 requests of a `pm2 reload` at 4 connections, and 52 of 147,222 at 8 connections in a full
- * `npm run bench`, each in a stall of the host. An overload keeps every window behind.
+ * Shedding starts only from the PRESSURE_SAMPLES-th sample in a row under pressure. One stall of
+ * the worker (a host that deschedules the VM, a cold worker compiling its first request, a full
+ * GC) puts at most one window over (event-loop-pressure.ts), however long it was, and is no
+ * overload: the requests behind it are few, and the bound on a turn (below) refuses any queue it
+ * left. Counted on one window, such stalls refused requests at ordinary load (docs/OPERATIONS.md,
+ * "Overload"). An overload keeps every window behind.
  *
  * Samples come late, though, and the queue of an overload is not where a sample sees it. A client
  * that is ahead of the worker has whole requests waiting in the kernel's socket buffers, and one
@@ -38,11 +38,16 @@
 export const MIN_SHARE = 1 / 32;
 /** Requests of a turn that the bound on a turn lets through whatever the turn's length. */
 export const TURN_MIN_REQUESTS = 8;
-/** Samples under pressure in a row before the share is halved. */
+/** Samples under pressure in a row before shedding starts. */
 export const PRESSURE_SAMPLES = 2;
 
-/** Why a request is refused for load: the sampled signal, or the bound on a turn. */
+/** Why the shedder refuses a request: the sampled signal, or the bound on a turn. */
 export type ShedReason = 'event_loop' | 'turn';
+/**
+ * Every check that refuses an ingest request for load (503 `overloaded`): the shedder's, the
+ * worker's MAX_IN_FLIGHT, and the decoders' DECODER_MEMORY_BYTES.
+ */
+export type ShedCheck = ShedReason | 'in_flight' | 'decoder_memory';
 
 export class LoadShedder {
   private admitShare = 1;
@@ -75,7 +80,9 @@ export class LoadShedder {
   /** One sample of the pressure signal. */
   sample(underPressure: boolean): void {
     if (underPressure) {
-      if (++this.pressured < PRESSURE_SAMPLES) return;
+      // Shedding starts from the PRESSURE_SAMPLES-th window in a row; once it has, each window
+      // over halves again (a loop over and under by turns must not climb back to everything).
+      if (++this.pressured < PRESSURE_SAMPLES && this.admitShare === 1) return;
       this.admitShare = Math.max(MIN_SHARE, this.admitShare / 2);
     } else {
       this.pressured = 0;

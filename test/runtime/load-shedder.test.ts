@@ -53,6 +53,21 @@ describe('LoadShedder', () => {
     expect(admitted(s, 100)).toBe(100);
   });
 
+  it('once shedding, halves at each window over, even with windows under between them', () => {
+    const s = new LoadShedder();
+    pressure(s, 10);
+    expect(s.share).toBe(MIN_SHARE);
+    // A loop over and under by turns must not climb back to admitting everything.
+    const shares: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      s.sample(false);
+      shares.push(s.share);
+      s.sample(true);
+      shares.push(s.share);
+    }
+    expect(shares).toEqual([1, 2, 3, 4].flatMap(() => [2 * MIN_SHARE, MIN_SHARE]));
+  });
+
   it('doubles the share per sample once the pressure is gone, back to admitting everything', () => {
     const s = new LoadShedder();
     pressure(s, 10);
