@@ -17,11 +17,14 @@
  * the last quarter's arrivals is at most GROWTH × the first quarter's). And, as the median over the
  * spikes, seconds 2–5 after a spike run at ≥ 90 % of the capacity measured just before it ("full
  * throughput back within 2 s"). SPIKE_FACTOR=0 is a control: no spike, the closed loop goes on
- * instead.
+ * instead. Where taskset runs, a host canary (HostCanary; SPIKE_CANARY=0: none) runs a fixed load
+ * on the service's core beside it, and the report scales the throughput after each spike by how
+ * fast the canary ran then (for reading; the check uses the plain figure).
  * Where taskset runs, the service is on core 0 (capped, SPIKE_SERVER_CORES) and the client on
  * core 1; the arrival rate the client reaches is reported next to the one asked for. With --write
  * the result replaces the spike section of BENCHMARKS.md.
  */
+import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -109,6 +112,8 @@ interface SpikeResult {
   p50ok: number;
   p99ok: number;
   recovery: number[];
+  /** The host canary's CPU µs per unit while capacity was measured, and per second after. */
+  hostSpeed?: { before: number; after: number[] };
   opened: number;
   /** The 200s' p99 per second of arrival (ms). */
   p99BySecond: number[];
@@ -122,7 +127,9 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   const url = `${server.url}/ingest`;
   const gcBefore = await gcSeconds(server.url);
   const capCpu0 = processCpuMs(server.workers);
+  const capStart = performance.now();
   const cap = await closedLoop(url, body, 8, 5000);
+  const capEnd = performance.now();
   const capCpu = processCpuMs(server.workers) - capCpu0;
   const gcCap = await gcSeconds(server.url);
   const capOk = cap.filter((a) => a.status === 200);
@@ -189,6 +196,19 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
   console.log(
     `  after the spike, closed loop c8: 200s per second ${recovery.join(' / ')}, other answers ${refusedAfter.join(' / ')}`,
   );
+  const hostSpeed =
+    canary === undefined
+      ? undefined
+      : {
+          before: canary.meanUs(capStart, capEnd),
+          after: [0, 1, 2, 3, 4].map((sec) =>
+            canary!.meanUs(spikeEnd + sec * 1000, spikeEnd + (sec + 1) * 1000),
+          ),
+        };
+  if (hostSpeed !== undefined)
+    console.log(
+      `  host canary on core 0 (CPU µs per fixed unit, outside the cap): ${hostSpeed.before.toFixed(0)} before the spike; after it, by second ${hostSpeed.after.map((x) => x.toFixed(0)).join(' / ')}`,
+    );
   const perSecond = statBySecond.slice(1).map((now, i) => {
     const then = statBySecond[i];
     const n = Math.max(1, recovery[i] + refusedAfter[i]);
@@ -242,6 +262,7 @@ async function spike(name: string, server: BenchServer): Promise<SpikeResult> {
     p50ok: percentile(latencies, 50),
     p99ok: percentile(latencies, 99),
     recovery,
+    hostSpeed,
     opened,
     p99BySecond,
     p99Quarters,
@@ -319,9 +340,54 @@ function processCpuMs(pids: number[]): number {
 
 let isolation = 'service and client share the cores (no taskset or not Linux)';
 
+/**
+ * A fixed CPU load on the service's core, outside its cap (~6 % of the core): its CPU time per
+ * unit shows how fast the host runs code on that core at each moment, spike or not.
+ */
+class HostCanary {
+  private readonly samples: { at: number; us: number }[] = [];
+  private readonly proc = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const line = JSON.stringify({ vendorid: 2, tpep_pickup_datetime: '2020-06-01T00:01:02.000', trip_distance: 3.25, total_amount: 17.8, store_and_fwd_flag: 'N', pulocationid: 141 });
+       setInterval(() => {
+         const c0 = process.cpuUsage();
+         for (let i = 0; i < 2000; i++) JSON.parse(line);
+         const c = process.cpuUsage(c0);
+         process.stdout.write(c.user + c.system + '\\n');
+       }, 50);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+
+  constructor() {
+    pin([this.proc.pid!], '0');
+    let rest = '';
+    this.proc.stdout!.on('data', (chunk: Buffer) => {
+      const lines = (rest + chunk.toString()).split('\n');
+      rest = lines.pop()!;
+      for (const l of lines) this.samples.push({ at: performance.now(), us: Number(l) });
+    });
+  }
+
+  /** Mean CPU µs per unit between two performance.now() times. */
+  meanUs(from: number, to: number): number {
+    const xs = this.samples.filter((x) => x.at >= from && x.at < to).map((x) => x.us);
+    return xs.reduce((a, b) => a + b, 0) / xs.length;
+  }
+
+  stop(): void {
+    this.proc.kill();
+  }
+}
+
+let canary: HostCanary | undefined;
+
 async function main(): Promise<void> {
   if (SPLIT) {
     pin([process.pid], '1');
+    if (process.env.SPIKE_CANARY !== '0') canary = new HostCanary();
     isolation = 'service on core 0, the client on core 1';
   }
   const results: SpikeResult[] = [];
@@ -374,6 +440,16 @@ async function main(): Promise<void> {
   const shedding = results.slice(0, REPEATS);
   const each = (what: (r: SpikeResult) => string) => shedding.map(what).join('; ');
   const recoveries = shedding.map((r) => (afterTwoSeconds(r) / r.capacity) * 100);
+  // The same, with the throughput expected after scaled by how much slower (or faster) the
+  // canary ran on the service's core then than while capacity was measured.
+  const adjusted = shedding.flatMap((r, i) =>
+    r.hostSpeed === undefined
+      ? []
+      : [
+          (recoveries[i] * (r.hostSpeed.after[2] + r.hostSpeed.after[3] + r.hostSpeed.after[4])) /
+            (3 * r.hostSpeed.before),
+        ],
+  );
   const checks = [
     [
       'every answer a 200, or a 503 with Retry-After',
@@ -421,6 +497,20 @@ async function main(): Promise<void> {
         `Health checks on a new connection every 500 ms during the spike (as a balancer's): ${r.healthChecks.count}, p50 ${fmt(r.healthChecks.p50)} ms, max ${fmt(r.healthChecks.max)} ms.`,
       '',
     ]),
+    ...(adjusted.length > 0
+      ? [
+          `Host canary (a fixed JSON.parse load on the service's core, outside its cap, ~6 % of the core): CPU µs per unit while capacity was measured, then in seconds 0–1 … 4–5 after each spike: ${shedding
+            .map((r) =>
+              r.hostSpeed === undefined
+                ? '–'
+                : `${fmt(r.hostSpeed.before)}, then ${r.hostSpeed.after.map((x) => fmt(x)).join(' / ')}`,
+            )
+            .join(
+              '; ',
+            )}. Throughput 2–5 s after, scaled by the canary's speed then against while capacity was measured: ${adjusted.map((x) => `${fmt(x)} %`).join(', ')} (median ${fmt(percentile(adjusted, 50))} %).`,
+          '',
+        ]
+      : []),
     'Checks (with shedding):',
     '',
     '```',
@@ -429,6 +519,7 @@ async function main(): Promise<void> {
     '',
     `Machine: ${machine()}. Command: \`npm run bench:spike\`. Date: ${new Date().toISOString().slice(0, 10)}.`,
   ].join('\n');
+  canary?.stop();
   await publishSection('spike', section);
   if (checks.some(([, ok]) => !ok)) process.exitCode = 1;
 }
