@@ -29,7 +29,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
-import { procStat } from '../test/support/server.js';
+import { metricByLabel, procStat } from '../test/support/server.js';
 import { referenceBody } from '../test/support/taxi.js';
 import { canSplit, capCpu, pin, type CpuCap } from './cpu-isolation.js';
 import { closedLoop, openLoop } from './open-loop.js';
@@ -296,13 +296,7 @@ async function probeHealth(url: string, ms: number): Promise<number[]> {
 
 /** The workers' GC time so far by kind (s), from the service's own /metrics (prom-client's). */
 async function gcSeconds(base: string): Promise<Record<string, number>> {
-  const text = await fetch(`${base}/metrics`).then((r) => r.text());
-  const byKind: Record<string, number> = {};
-  for (const m of text.matchAll(
-    /^nodejs_gc_duration_seconds_sum\{[^}]*kind="(\w+)"[^}]*\} ([\d.e+-]+)$/gm,
-  ))
-    byKind[m[1]] = (byKind[m[1]] ?? 0) + Number(m[2]);
-  return byKind;
+  return Object.fromEntries(await metricByLabel(base, 'nodejs_gc_duration_seconds_sum', 'kind'));
 }
 
 const fmtGc = (now: Record<string, number>, then: Record<string, number>) =>

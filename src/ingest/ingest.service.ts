@@ -8,7 +8,7 @@ import type { Dataset } from '../datasets/datasets-file.js';
 import { IngestError } from '../http/errors.js';
 import { closedFor } from '../http/http-answers.js';
 import type { IngestMetrics } from '../metrics/ingest-metrics.js';
-import type { ShedReason } from '../runtime/load-shedder.js';
+import type { ShedCheck, ShedReason } from '../runtime/load-shedder.js';
 import { DecoderBudget, parseContentEncoding } from './body-decoder.js';
 import { readBody, type BodyLimits, type LineError } from './ingest-body.js';
 import { LongLineBudget } from './long-line-budget.js';
@@ -35,7 +35,7 @@ interface DatasetPlan {
 }
 
 /** What a 503 `overloaded` for load says, by the check that refused it, with its setting. */
-function shedMessages(config: IngestConfig): Record<ShedReason | 'in_flight', string> {
+function shedMessages(config: IngestConfig): Record<ShedCheck, string> {
   const sampled = [
     config.shedEventLoopDelayMs > 0
       ? `mean delay over SHED_EVENT_LOOP_DELAY_MS (${config.shedEventLoopDelayMs} ms)`
@@ -61,7 +61,7 @@ export class IngestService {
   private readonly plans = new Map<string, DatasetPlan>();
   /** Why to refuse the next request for load, if at all (see shedWhen). */
   private loadRefusal: () => ShedReason | undefined = () => undefined;
-  private readonly shedMessages: Record<ShedReason | 'in_flight', string>;
+  private readonly shedMessages: Record<ShedCheck, string>;
 
   constructor(
     @Inject(INGEST_CONFIG) private readonly config: IngestConfig,
@@ -130,7 +130,7 @@ export class IngestService {
   }
 
   /** A 503 `overloaded` that says which check refused it, counted by that check in the metrics. */
-  private overloaded(reason: ShedReason | 'in_flight'): IngestError {
+  private overloaded(reason: ShedCheck): IngestError {
     this.metrics.recordShed(reason);
     return new IngestError('overloaded', this.shedMessages[reason], { retryAfter: 1 });
   }

@@ -70,7 +70,7 @@ export class IngestMetrics {
   /** Reads the decoders' refusals for DECODER_MEMORY_BYTES so far (set by the ingest service). */
   decoderRefusalSource: () => number = () => 0;
   /** Ingest requests refused by the load checks (503 `overloaded`) so far, by check. */
-  private readonly shed: Record<Exclude<ShedCheck, 'decoder_memory'>, number> = {
+  private readonly shed: Record<ShedCheck, number> = {
     in_flight: 0,
     event_loop: 0,
     turn: 0,
@@ -262,7 +262,7 @@ export class IngestMetrics {
   }
 
   /** An ingest request refused for load, by the check that refused it. */
-  recordShed(reason: Exclude<ShedCheck, 'decoder_memory'>): void {
+  recordShed(reason: ShedCheck): void {
     if (this.enabled) this.shed[reason]++;
   }
 

@@ -44,10 +44,11 @@ export const PRESSURE_SAMPLES = 2;
 /** Why the shedder refuses a request: the sampled signal, or the bound on a turn. */
 export type ShedReason = 'event_loop' | 'turn';
 /**
- * Every check that refuses an ingest request for load (503 `overloaded`): the shedder's, the
- * worker's MAX_IN_FLIGHT, and the decoders' DECODER_MEMORY_BYTES.
+ * The checks that refuse an ingest request for load (503 `overloaded`) before it is read: the
+ * shedder's and the worker's MAX_IN_FLIGHT. (The decoders' DECODER_MEMORY_BYTES refuses too, and
+ * counts its own refusals: body-decoder.ts.)
  */
-export type ShedCheck = ShedReason | 'in_flight' | 'decoder_memory';
+export type ShedCheck = ShedReason | 'in_flight';
 
 export class LoadShedder {
   private admitShare = 1;

@@ -126,7 +126,7 @@ export async function metricByLabel(
 ): Promise<Map<string, number>> {
   const text = (await send(`${url}/metrics`, null, { method: 'GET' })).text;
   const sums = new Map<string, number>();
-  for (const m of text.matchAll(new RegExp(`^${metric}\\{([^}]*)\\} (\\d+)$`, 'gm'))) {
+  for (const m of text.matchAll(new RegExp(`^${metric}\\{([^}]*)\\} ([\\d.e+-]+)$`, 'gm'))) {
     const value = new RegExp(`${label}="([^"]*)"`).exec(m[1])?.[1] ?? '?';
     sums.set(value, (sums.get(value) ?? 0) + Number(m[2]));
   }
