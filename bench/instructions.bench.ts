@@ -1,0 +1,294 @@
+/**
+ * npm run bench:instructions [-- --against REV ...] [-- --write]
+ *
+ * Instructions per request of one worker, counted by valgrind's callgrind: a figure this shared
+ * host cannot move. Wall-clock CPU per request moves by 10–25 % between identical workers here
+ * (docs/performance-notes.md), so a lever worth a few per cent can only be read this way.
+ *
+ * Each variant is the service as `npm run start:single` runs it (`node dist/main.js`, glibc's
+ * trim threshold, one log line per request), started under `valgrind --tool=callgrind` with
+ * instrumentation off. It serves WARMUP requests of the reference body (the JIT settles; ~30 ms
+ * each under valgrind), then instrumentation goes on, and each of ROUNDS rounds counts REQUESTS
+ * requests sent one at a time on one keep-alive connection (vgdb's `zero` and `dump`). The rounds
+ * alternate between the variants, which run side by side. Every answer is checked (200, 1,600
+ * valid records).
+ *
+ * Variants: `current` is dist/ (`npm run build` first: the script does it); each `--against REV`
+ * adds the service built from that git revision (a temporary worktree, bench/.before-*, removed
+ * after). The report gives, per variant, the medians over the rounds of the instructions per
+ * request in the main thread (the event loop: what a request waits for) and in all threads
+ * (V8's helpers: GC, compilation), and each variant's ratio to `current`.
+ *
+ * Read it with its limits: an instruction count is not time (a cache miss or a mispredicted
+ * branch costs no instruction, and valgrind counts each byte of a `rep movsb` copy as one),
+ * and system calls count only their user-space side. It ranks levers that change the work done;
+ * wall-clock benches judge them.
+ *
+ * Needs valgrind (`apt-get install valgrind`). With --write, the table replaces the instructions
+ * section of BENCHMARKS.md.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { referenceBody } from '../test/support/taxi.js';
+import { freePort, ROOT } from '../test/support/server.js';
+import { median, provenance } from './report.js';
+import { SAME_MALLOC } from './servers.js';
+import { publishSection } from './write-section.js';
+
+const WARMUP = Number(process.env.WARMUP ?? 400);
+const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const REQUESTS = Number(process.env.REQUESTS ?? 100);
+
+const { body, source } = referenceBody();
+
+function has(command: string): boolean {
+  try {
+    execFileSync(command, ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+if (!has('valgrind')) {
+  console.error('bench:instructions needs valgrind: apt-get install valgrind');
+  process.exit(1);
+}
+
+interface Variant {
+  name: string;
+  main: string;
+  cleanup?: () => void;
+}
+
+/** The service built from a git revision, in a temporary worktree that shares node_modules. */
+function buildAt(rev: string): Variant {
+  const dir = mkdtempSync(join(ROOT, 'bench', '.before-'));
+  rmSync(dir, { recursive: true });
+  execFileSync('git', ['worktree', 'add', '--detach', dir, rev], { cwd: ROOT, stdio: 'ignore' });
+  const cleanup = () => {
+    execFileSync('git', ['worktree', 'remove', '--force', dir], { cwd: ROOT, stdio: 'ignore' });
+  };
+  try {
+    symlinkSync(join(ROOT, 'node_modules'), join(dir, 'node_modules'));
+    execFileSync(
+      process.execPath,
+      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
+      { cwd: dir, stdio: 'inherit' },
+    );
+  } catch (err) {
+    cleanup();
+    throw err;
+  }
+  return { name: rev, main: join(dir, 'dist', 'main.js'), cleanup };
+}
+
+/** One worker under callgrind, its counters driven through vgdb. */
+class Counted {
+  readonly out = mkdtempSync(join(tmpdir(), 'ndjson-ingest-callgrind-'));
+  private proc!: ChildProcess;
+  private env!: NodeJS.ProcessEnv;
+  private dumps = 0;
+  private agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  port = 0;
+
+  constructor(readonly variant: Variant) {}
+
+  async start(): Promise<void> {
+    this.port = await freePort();
+    this.env = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      // vgdb finds the process by a name made of these: the same for both sides.
+      USER: 'bench',
+      LOGNAME: 'bench',
+      HOST: '127.0.0.1',
+      PORT: String(this.port),
+      CSV_DIR: join(this.out, 'csv'),
+      LOG_LEVEL: 'info',
+      // Under valgrind every request takes ~50× its time: the load checks would refuse.
+      SHED_EVENT_LOOP_DELAY_MS: '0',
+      SHED_EVENT_LOOP_TURN_MS: '0',
+      ...SAME_MALLOC,
+    };
+    this.proc = spawn(
+      'valgrind',
+      [
+        '--tool=callgrind',
+        '--instr-atstart=no',
+        '--separate-threads=yes',
+        `--callgrind-out-file=${join(this.out, 'cg.out')}`,
+        process.execPath,
+        this.variant.main,
+      ],
+      { cwd: ROOT, env: this.env, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let err = '';
+    this.proc.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
+    const until = Date.now() + 180_000;
+    for (;;) {
+      if (this.proc.exitCode !== null) throw new Error(`${this.variant.name} exited:\n${err}`);
+      try {
+        if ((await this.get('/health/live')) === 200) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > until) throw new Error(`${this.variant.name} did not start:\n${err}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+
+  private get(path: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: this.port, path, agent: this.agent },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  post(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: this.port,
+          path: '/ingest',
+          method: 'POST',
+          agent: this.agent,
+          headers: { 'content-type': 'application/x-ndjson', 'content-length': body.length },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (text += d));
+          res.on('end', () => {
+            if (res.statusCode !== 200 || !text.includes('"valid":1600,')) {
+              reject(new Error(`${this.variant.name}: ${res.statusCode} ${text.slice(0, 300)}`));
+            } else resolve();
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  private monitor(...command: string[]): void {
+    execFileSync('vgdb', [`--pid=${this.proc.pid}`, ...command], {
+      env: this.env,
+      stdio: 'ignore',
+    });
+  }
+
+  instrument(): void {
+    this.monitor('instrumentation', 'on');
+  }
+
+  zero(): void {
+    this.monitor('zero');
+  }
+
+  /** Dumps the counters since the last zero: instructions of the main thread and of all. */
+  dump(): { main: number; all: number } {
+    this.monitor('dump');
+    this.dumps++;
+    const part = `cg.out.${this.dumps}-`;
+    let main = 0;
+    let all = 0;
+    for (const f of readdirSync(this.out).filter((n) => n.startsWith(part))) {
+      const total = Number(
+        /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(this.out, f), 'utf8'))?.[1] ?? 0,
+      );
+      all += total;
+      if (f.endsWith('-01')) main = total;
+      rmSync(join(this.out, f));
+    }
+    return { main, all };
+  }
+
+  async stop(): Promise<void> {
+    this.agent.destroy();
+    if (this.proc.exitCode === null) {
+      const exited = new Promise((r) => this.proc.once('exit', r));
+      this.proc.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(this.out, { recursive: true, force: true });
+    this.variant.cleanup?.();
+  }
+}
+
+const variants: Variant[] = [{ name: 'current', main: join(ROOT, 'dist', 'main.js') }];
+if (!existsSync(variants[0].main)) throw new Error('dist/main.js is missing: npm run build');
+for (let i = 0; i < process.argv.length; i++) {
+  if (process.argv[i] === '--against') variants.push(buildAt(process.argv[++i]));
+}
+
+const servers = variants.map((v) => new Counted(v));
+const counts = new Map<string, { main: number[]; all: number[] }>();
+try {
+  for (const s of servers) {
+    await s.start();
+    counts.set(s.variant.name, { main: [], all: [] });
+  }
+  console.log(`warm-up: ${WARMUP} requests per variant, instrumentation off`);
+  for (const s of servers) {
+    for (let i = 0; i < WARMUP; i++) await s.post();
+    s.instrument();
+    for (let i = 0; i < 20; i++) await s.post(); // code translated again with the counters in
+  }
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = round % 2 === 0 ? servers : [...servers].reverse();
+    for (const s of order) {
+      s.zero();
+      for (let i = 0; i < REQUESTS; i++) await s.post();
+      const { main, all } = s.dump();
+      const c = counts.get(s.variant.name)!;
+      c.main.push(main / REQUESTS);
+      c.all.push(all / REQUESTS);
+      console.log(
+        `round ${round + 1} ${s.variant.name}: ${(main / REQUESTS / 1e6).toFixed(3)} M main thread, ${(all / REQUESTS / 1e6).toFixed(3)} M all threads per request`,
+      );
+    }
+  }
+} finally {
+  for (const s of servers) await s.stop();
+}
+
+const base = counts.get('current')!;
+const m = (xs: number[]) => (median(xs) / 1e6).toFixed(3);
+const spread = (xs: number[]) =>
+  `${(Math.min(...xs) / 1e6).toFixed(3)}–${(Math.max(...xs) / 1e6).toFixed(3)}`;
+const lines = [
+  `One worker (\`node dist/main.js\`, one log line per request) under \`valgrind --tool=callgrind\`; ${WARMUP} warm-up requests of the reference body (${source}, ${body.length.toLocaleString('en-US')} bytes) with instrumentation off, then ${ROUNDS} rounds of ${REQUESTS} requests one at a time on one keep-alive connection, the variants alternating. Millions of instructions per request, medians over the rounds (range); main thread: the event loop; all threads: with V8's GC and compiler helpers.`,
+  '',
+  '| variant | main thread | range | all threads | range | main × current | all × current |',
+  '| ------- | ----------: | ----- | ----------: | ----- | -------------: | ------------: |',
+  ...[...counts].map(
+    ([name, c]) =>
+      `| ${name} | ${m(c.main)} | ${spread(c.main)} | ${m(c.all)} | ${spread(c.all)} | ${(median(c.main) / median(base.main)).toFixed(3)} | ${(median(c.all) / median(base.all)).toFixed(3)} |`,
+  ),
+  '',
+  'An instruction count is not time: it ranks levers that change the work done, wall-clock benches judge them (valgrind counts a `rep movsb` copy byte by byte, and system calls by their user-space side only).',
+  '',
+  ...provenance(
+    `npm run bench:instructions${
+      variants.length > 1
+        ? ` -- ${variants
+            .slice(1)
+            .map((v) => `--against ${v.name}`)
+            .join(' ')}`
+        : ''
+    }`,
+  ),
+];
+await publishSection('instructions', lines.join('\n'));
