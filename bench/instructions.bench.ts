@@ -38,8 +38,8 @@ import { median, provenance } from './report.js';
 import { SAME_MALLOC } from './servers.js';
 import { publishSection } from './write-section.js';
 
-const WARMUP = Number(process.env.WARMUP ?? 400);
-const ROUNDS = Number(process.env.ROUNDS ?? 5);
+const WARMUP = Number(process.env.WARMUP ?? 4000);
+const ROUNDS = Number(process.env.ROUNDS ?? 6);
 const REQUESTS = Number(process.env.REQUESTS ?? 100);
 
 const { body, source } = referenceBody();
@@ -197,22 +197,28 @@ class Counted {
     this.monitor('zero');
   }
 
-  /** Dumps the counters since the last zero: instructions of the main thread and of all. */
-  dump(): { main: number; all: number } {
+  /**
+   * Dumps the counters since the last zero: instructions of the main thread and of all, and the
+   * main thread's by part.
+   */
+  dump(): { main: number; all: number; parts: Map<Part, number> } {
     this.monitor('dump');
     this.dumps++;
     const part = `cg.out.${this.dumps}-`;
     let main = 0;
     let all = 0;
+    let parts = new Map<Part, number>();
     for (const f of readdirSync(this.out).filter((n) => n.startsWith(part))) {
-      const total = Number(
-        /^(?:summary|totals): (\d+)/m.exec(readFileSync(join(this.out, f), 'utf8'))?.[1] ?? 0,
-      );
+      const text = readFileSync(join(this.out, f), 'utf8');
+      const total = Number(/^(?:summary|totals): (\d+)/m.exec(text)?.[1] ?? 0);
       all += total;
-      if (f.endsWith('-01')) main = total;
+      if (f.endsWith('-01')) {
+        main = total;
+        parts = partsOf(text);
+      }
       rmSync(join(this.out, f));
     }
-    return { main, all };
+    return { main, all, parts };
   }
 
   async stop(): Promise<void> {
@@ -227,6 +233,73 @@ class Counted {
   }
 }
 
+const PARTS = [
+  'WebAssembly: the kernel',
+  'JavaScript (JIT code)',
+  "V8's builtins (called by JavaScript: property access, calls, promises)",
+  'V8 and Node.js in C++ (runtime, GC, bindings, libuv)',
+  'UTF-8 check (simdutf)',
+  'memcpy, memmove, memset',
+  'malloc, free',
+  'other libraries',
+] as const;
+type Part = (typeof PARTS)[number];
+
+/**
+ * The main thread's instructions by part, from a callgrind dump: each function's own cost
+ * (`fn=` blocks; a call's inclusive cost, the line after `calls=`, is skipped). Code that
+ * valgrind knows no file for is JIT code; V8 puts WebAssembly code in its own mappings far above
+ * the 4 GiB pointer-compression cage that holds JavaScript code, so the address tells them apart.
+ */
+function partsOf(text: string): Map<Part, number> {
+  const objects = new Map<string, string>();
+  const functions = new Map<string, string>();
+  const parts = new Map<Part, number>();
+  let object = '';
+  let fn = '';
+  let skip = false;
+  const named = (map: Map<string, string>, rest: string): string => {
+    const m = /^\((\d+)\)(?: (.*))?$/.exec(rest);
+    if (m === null) return rest;
+    if (m[2] !== undefined) map.set(m[1], m[2]);
+    return map.get(m[1]) ?? '';
+  };
+  for (const line of text.split('\n')) {
+    if (line.startsWith('ob=')) object = named(objects, line.slice(3));
+    else if (line.startsWith('cob=')) named(objects, line.slice(4));
+    else if (line.startsWith('fn=')) fn = named(functions, line.slice(3));
+    else if (line.startsWith('cfn=')) named(functions, line.slice(4));
+    else if (line.startsWith('calls=')) skip = true;
+    else if (/^[0-9+*-]/.test(line)) {
+      if (skip) {
+        skip = false;
+        continue;
+      }
+      const cost = Number(line.slice(line.lastIndexOf(' ') + 1));
+      const p = partOf(object, fn);
+      parts.set(p, (parts.get(p) ?? 0) + cost);
+    }
+  }
+  return parts;
+}
+
+function partOf(object: string, fn: string): Part {
+  if (object === '???' || object === '') {
+    return /^0x0*[1-9a-f][0-9a-f]{8,}$/.test(fn) ? PARTS[0] : PARTS[1];
+  }
+  if (/libc\.so/.test(object)) {
+    if (/mem(cpy|move|set)/.test(fn)) return PARTS[5];
+    if (/malloc|free|_int_|tcache|arena/.test(fn)) return PARTS[6];
+    return PARTS[7];
+  }
+  if (object.endsWith('/node')) {
+    if (fn.startsWith('Builtins_')) return PARTS[2];
+    if (fn.includes('simdutf')) return PARTS[4];
+    return PARTS[3];
+  }
+  return PARTS[7];
+}
+
 const variants: Variant[] = [{ name: 'current', main: join(ROOT, 'dist', 'main.js') }];
 if (!existsSync(variants[0].main)) throw new Error('dist/main.js is missing: npm run build');
 for (let i = 0; i < process.argv.length; i++) {
@@ -234,11 +307,11 @@ for (let i = 0; i < process.argv.length; i++) {
 }
 
 const servers = variants.map((v) => new Counted(v));
-const counts = new Map<string, { main: number[]; all: number[] }>();
+const counts = new Map<string, { main: number[]; all: number[]; parts: Map<Part, number> }>();
 try {
   for (const s of servers) {
     await s.start();
-    counts.set(s.variant.name, { main: [], all: [] });
+    counts.set(s.variant.name, { main: [], all: [], parts: new Map() });
   }
   console.log(`warm-up: ${WARMUP} requests per variant, instrumentation off`);
   for (const s of servers) {
@@ -251,10 +324,11 @@ try {
     for (const s of order) {
       s.zero();
       for (let i = 0; i < REQUESTS; i++) await s.post();
-      const { main, all } = s.dump();
+      const { main, all, parts } = s.dump();
       const c = counts.get(s.variant.name)!;
       c.main.push(main / REQUESTS);
       c.all.push(all / REQUESTS);
+      for (const [p, n] of parts) c.parts.set(p, (c.parts.get(p) ?? 0) + n);
       console.log(
         `round ${round + 1} ${s.variant.name}: ${(main / REQUESTS / 1e6).toFixed(3)} M main thread, ${(all / REQUESTS / 1e6).toFixed(3)} M all threads per request`,
       );
@@ -265,19 +339,35 @@ try {
 }
 
 const base = counts.get('current')!;
+/** Each round's count over current's in the same round, median: pairs cancel the drift. */
+const paired = (xs: number[], of: number[]) => median(xs.map((x, i) => x / of[i])).toFixed(3);
 const m = (xs: number[]) => (median(xs) / 1e6).toFixed(3);
 const spread = (xs: number[]) =>
   `${(Math.min(...xs) / 1e6).toFixed(3)}–${(Math.max(...xs) / 1e6).toFixed(3)}`;
 const lines = [
-  `One worker (\`node dist/main.js\`, one log line per request) under \`valgrind --tool=callgrind\`; ${WARMUP} warm-up requests of the reference body (${source}, ${body.length.toLocaleString('en-US')} bytes) with instrumentation off, then ${ROUNDS} rounds of ${REQUESTS} requests one at a time on one keep-alive connection, the variants alternating. Millions of instructions per request, medians over the rounds (range); main thread: the event loop; all threads: with V8's GC and compiler helpers.`,
+  `One worker (\`node dist/main.js\`, one log line per request) under \`valgrind --tool=callgrind\`; ${WARMUP} warm-up requests of the reference body (${source}, ${body.length.toLocaleString('en-US')} bytes) with instrumentation off, then ${ROUNDS} rounds of ${REQUESTS} requests one at a time on one keep-alive connection, the variants alternating. Millions of instructions per request, medians over the rounds (range), and the median over the rounds of each round's ratio to current; main thread: the event loop; all threads: with V8's GC and compiler helpers.`,
   '',
-  '| variant | main thread | range | all threads | range | main × current | all × current |',
-  '| ------- | ----------: | ----- | ----------: | ----- | -------------: | ------------: |',
+  '| variant | main thread | range | all threads | range | main × current, paired | all × current, paired |',
+  '| ------- | ----------: | ----- | ----------: | ----- | ---------------------: | --------------------: |',
   ...[...counts].map(
     ([name, c]) =>
-      `| ${name} | ${m(c.main)} | ${spread(c.main)} | ${m(c.all)} | ${spread(c.all)} | ${(median(c.main) / median(base.main)).toFixed(3)} | ${(median(c.all) / median(base.all)).toFixed(3)} |`,
+      `| ${name} | ${m(c.main)} | ${spread(c.main)} | ${m(c.all)} | ${spread(c.all)} | ${paired(c.main, base.main)} | ${paired(c.all, base.all)} |`,
   ),
   '',
+  ...[...counts].flatMap(([name, c]) => {
+    const total = [...c.parts.values()].reduce((a, b) => a + b, 0);
+    return [
+      `The main thread of ${name} by part, over all rounds (the share of its instructions, and millions per request):`,
+      '',
+      '| part | share | M / request |',
+      '| ---- | ----: | ----------: |',
+      ...PARTS.map(
+        (p) =>
+          `| ${p} | ${((100 * (c.parts.get(p) ?? 0)) / total).toFixed(1)} % | ${((c.parts.get(p) ?? 0) / (ROUNDS * REQUESTS) / 1e6).toFixed(3)} |`,
+      ),
+      '',
+    ];
+  }),
   'An instruction count is not time: it ranks levers that change the work done, wall-clock benches judge them (valgrind counts a `rep movsb` copy byte by byte, and system calls by their user-space side only).',
   '',
   ...provenance(
