@@ -89,7 +89,7 @@ function buildAt(rev: string): Variant {
 /** One worker under callgrind, its counters driven through vgdb. */
 class Counted {
   readonly out = mkdtempSync(join(tmpdir(), 'ndjson-ingest-callgrind-'));
-  private proc!: ChildProcess;
+  private proc: ChildProcess | undefined;
   private env!: NodeJS.ProcessEnv;
   private dumps = 0;
   private agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -183,7 +183,7 @@ class Counted {
   }
 
   private monitor(...command: string[]): void {
-    execFileSync('vgdb', [`--pid=${this.proc.pid}`, ...command], {
+    execFileSync('vgdb', [`--pid=${this.proc!.pid}`, ...command], {
       env: this.env,
       stdio: 'ignore',
     });
@@ -223,9 +223,11 @@ class Counted {
 
   async stop(): Promise<void> {
     this.agent.destroy();
-    if (this.proc.exitCode === null) {
-      const exited = new Promise((r) => this.proc.once('exit', r));
-      this.proc.kill('SIGTERM');
+    // Not started (another variant failed first), or gone already: nothing to wait for.
+    const proc = this.proc;
+    if (proc !== undefined && proc.exitCode === null && proc.signalCode === null) {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
       await exited;
     }
     rmSync(this.out, { recursive: true, force: true });
