@@ -29,11 +29,11 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { referenceBody } from '../test/support/taxi.js';
-import { freePort, ROOT } from '../test/support/server.js';
+import { freePort, ROOT, send } from '../test/support/server.js';
 import { median, provenance } from './report.js';
 import { SAME_MALLOC } from './servers.js';
 import { publishSection } from './write-section.js';
@@ -132,7 +132,11 @@ class Counted {
     for (;;) {
       if (this.proc.exitCode !== null) throw new Error(`${this.variant.name} exited:\n${err}`);
       try {
-        if ((await this.get('/health/live')) === 200) return;
+        const live = await send(`http://127.0.0.1:${this.port}/health/live`, null, {
+          method: 'GET',
+          agent: this.agent,
+        });
+        if (live.status === 200) return;
       } catch {
         // not listening yet
       }
@@ -141,45 +145,15 @@ class Counted {
     }
   }
 
-  private get(path: string): Promise<number> {
-    return new Promise((resolve, reject) => {
-      const req = request(
-        { host: '127.0.0.1', port: this.port, path, agent: this.agent },
-        (res) => {
-          res.resume();
-          res.on('end', () => resolve(res.statusCode ?? 0));
-        },
-      );
-      req.on('error', reject);
-      req.end();
+  /** One reference request; every answer must be a 200 with all 1,600 records valid. */
+  async post(): Promise<void> {
+    const a = await send(`http://127.0.0.1:${this.port}/ingest`, body, {
+      agent: this.agent,
+      headers: { 'content-type': 'application/x-ndjson' },
     });
-  }
-
-  post(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: this.port,
-          path: '/ingest',
-          method: 'POST',
-          agent: this.agent,
-          headers: { 'content-type': 'application/x-ndjson', 'content-length': body.length },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (d: string) => (text += d));
-          res.on('end', () => {
-            if (res.statusCode !== 200 || !text.includes('"valid":1600,')) {
-              reject(new Error(`${this.variant.name}: ${res.statusCode} ${text.slice(0, 300)}`));
-            } else resolve();
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
+    if (a.status !== 200 || a.json?.result?.stats?.records?.valid !== 1600) {
+      throw new Error(`${this.variant.name}: ${a.status} ${a.text.slice(0, 300)}`);
+    }
   }
 
   private monitor(...command: string[]): void {
